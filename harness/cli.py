@@ -1,0 +1,173 @@
+"""`persistbench` command line: parse, validate, hand over to the harness. Nothing measured here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness.experiments import EXPERIMENT_MODULES, experiment
+from harness.formats import FORMATS
+from harness.models import MODELS, SIZES, UsageError, resolve_spec
+from harness.results import ResultsError
+
+PROFILES: dict[str, dict] = {
+    "quick": {"sizes": ["small"], "repeat": 5},
+    "default": {"sizes": ["small", "medium"], "repeat": 5},
+    "large": {"sizes": ["small", "medium", "large"], "repeat": 3},
+}
+DEFAULT_EXPERIMENTS = ["roundtrip"]
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is one line on stderr and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _names(text: str | None, valid, what: str) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in valid]
+    if unknown or not names:
+        raise UsageError(f"unknown {what} {', '.join(unknown) or repr(text)}; "
+                         f"valid: {', '.join(valid)}")
+    return names
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r} must be greater than 0")
+        return value
+
+    return parse
+
+
+def cmd_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    models = Table("model", "tags", "what it is", title="models (sizes: small, medium, large)")
+    for spec in MODELS.values():
+        models.add_row(spec.name, ", ".join(spec.tags), spec.description)
+    formats = Table("format", "library", "runs code on load", "memory maps", "compression",
+                    title="formats")
+    for fmt in FORMATS.values():
+        formats.add_row(fmt.name, fmt.library, "yes" if fmt.executes_code_on_load else "no",
+                        "yes" if fmt.memory_maps else "no", fmt.compression or "-")
+    experiments = Table("experiment", "what it measures", title="experiments")
+    for name in EXPERIMENT_MODULES:
+        experiments.add_row(name, experiment(name).DESCRIPTION)
+    profiles = Table("profile", "sizes", "repeat", title="profiles")
+    for name, prof in PROFILES.items():
+        profiles.add_row(name, ", ".join(prof["sizes"]), str(prof["repeat"]))
+    for table in (models, formats, experiments, profiles):
+        console.print(table)
+    return 0
+
+
+def _default_output() -> Path:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    return Path("results") / f"run-{stamp}.json"
+
+
+def _latest_output() -> Path:
+    found = sorted(Path("results").glob("run-*.json"))
+    if not found:
+        raise UsageError("--resume without --output: no results/run-*.json to resume; "
+                         "pass --output FILE")
+    return found[-1]
+
+
+def plan_cells(args) -> list:
+    prof = PROFILES[args.profile]
+    sizes = _names(args.sizes, SIZES, "size") or prof["sizes"]
+    formats = _names(args.formats, list(FORMATS), "format") or list(FORMATS)
+    experiments = _names(args.experiments, EXPERIMENT_MODULES, "experiment") or \
+        DEFAULT_EXPERIMENTS
+    models = _names(args.models, list(MODELS), "model")
+    if args.model:
+        spec = resolve_spec(args.model)  # imports it now: a bad target fails before any work
+        user_cells_sizes = list(spec.sizes())
+    options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed}
+    cells = []
+    for name in experiments:
+        exp = experiment(name)
+        if models or not args.model:
+            cells += exp.plan(models or list(MODELS), sizes, formats, options)
+        if args.model:
+            cells += exp.plan([args.model], user_cells_sizes, formats, options)
+    return cells
+
+
+def cmd_run(args) -> int:
+    from harness.runner import RunOptions, run
+    from harness.summary import print_summary
+
+    cells = plan_cells(args)
+    if args.resume and args.output is None:
+        output = _latest_output()
+    else:
+        output = args.output or _default_output()
+        if output.exists() and not args.resume:
+            raise UsageError(f"{output} exists; pass --resume to continue it or choose "
+                             "another --output")
+    options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
+                         profile=args.profile, seed=args.seed, argv=sys.argv,
+                         calibrate=not args.no_calibrate)
+    try:
+        results = run(cells, options)
+    except KeyboardInterrupt:
+        print(f"interrupted; everything measured so far is in {output} "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+    print_summary(results.data)
+    print(f"results: {output}")
+    return 0
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="persistbench",
+                    description="Measure how to persist a scikit-learn model on this machine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+
+    p = sub.add_parser("list", help="models, sizes, formats, experiments, profiles")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="measure cells and write a results file")
+    p.add_argument("--profile", choices=list(PROFILES), default="quick")
+    p.add_argument("--models", help="comma-separated zoo models (default: all)")
+    p.add_argument("--formats", help="comma-separated formats (default: all)")
+    p.add_argument("--sizes", help="comma-separated sizes (default: from the profile)")
+    p.add_argument("--experiments", help="comma-separated experiments (default: roundtrip)")
+    p.add_argument("--repeat", type=_positive(int), help="samples per timed phase")
+    p.add_argument("--timeout", type=_positive(float), default=600.0,
+                   help="seconds per cell before it is killed (default 600)")
+    p.add_argument("--model", help="your own model: package.module:factory returning "
+                                   "(fitted_estimator, X_eval)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path, help="results file (default results/run-<time>.json)")
+    p.add_argument("--resume", action="store_true", help="skip cells already in --output")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the machine bandwidth calibration (a few seconds)")
+    p.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ResultsError) as exc:
+        print(f"persistbench: error: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,75 @@
+"""Experiments: each module defines its cells and the steps that measure one cell.
+
+An experiment module provides
+  NAME: str
+  DESCRIPTION: str
+  STEPS: tuple of step functions; each runs in its own fresh child process, in order, and
+         gets a `StepContext` (the cell, a work directory shared by the steps, the measures
+         of the steps before it); it returns measures to merge into the cell.
+  plan(models, sizes, formats, options) -> list[Cell]
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from harness.results import cell_id
+
+EXPERIMENT_MODULES = ("roundtrip",)
+
+
+@dataclass(frozen=True)
+class Cell:
+    experiment: str
+    model: str
+    size: str
+    format: str
+    variant: str = ""
+    options: dict[str, Any] = field(default_factory=dict, hash=False, compare=False)
+    needs_model: bool = True
+
+    @property
+    def cell_id(self) -> str:
+        return cell_id(self.experiment, self.model, self.size, self.format, self.variant)
+
+    def header(self) -> dict:
+        head = {"cell_id": self.cell_id, "experiment": self.experiment, "model": self.model,
+                "size": self.size, "format": self.format}
+        if self.variant:
+            head["variant"] = self.variant
+        return head
+
+
+@dataclass
+class StepContext:
+    """What a step sees inside its child process."""
+
+    cell: Cell
+    workdir: Path
+    previous: dict[str, Any]
+    cell_started: float  # time.monotonic() in the parent when the cell began
+    first_measurement: float | None = None
+
+    def load_model(self) -> tuple[Any, Any]:
+        """The cached fitted model: trained in another process, read here, not measured."""
+        from harness.models import load_cached, resolve_spec
+
+        spec = resolve_spec(self.cell.model)
+        return load_cached(spec, self.cell.size, int(self.cell.options.get("seed", 0)))
+
+    def start_measuring(self) -> None:
+        if self.first_measurement is None:
+            self.first_measurement = time.monotonic()
+
+
+def experiment(name: str) -> ModuleType:
+    if name not in EXPERIMENT_MODULES:
+        from harness.models import UsageError
+
+        raise UsageError(f"unknown experiment {name!r}; valid: {', '.join(EXPERIMENT_MODULES)}")
+    return importlib.import_module(f"harness.experiments.{name}")

@@ -1,0 +1,157 @@
+"""Machine fingerprint and a short calibration of the machine's own limits.
+
+Absolute seconds cannot be compared across machines; a load that reaches 40 % of the
+machine's page-cache bandwidth can. The calibration gives every result that denominator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import socket
+import tempfile
+import time
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+import numpy as np
+
+from harness.measure import evict_from_page_cache
+
+PACKAGES = (
+    "persistbench", "numpy", "scipy", "scikit-learn", "joblib", "cloudpickle", "skops",
+    "skl2onnx", "onnx", "onnxruntime", "psutil", "threadpoolctl", "lz4", "rich", "jinja2",
+    "matplotlib", "jsonschema", "asv", "pytest-benchmark", "memray",
+)
+
+
+def package_versions() -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.lower().startswith(("model name", "hardware", "cpu model")):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _filesystem(path: Path) -> dict:
+    """The mount that holds `path`: its type matters for cold reads and fsync."""
+    best = {"mount": "", "type": "unknown", "device": ""}
+    try:
+        target = str(path.resolve())
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                device, mount, fstype = line.split()[:3]
+                if target.startswith(mount) and len(mount) >= len(best["mount"]):
+                    best = {"mount": mount, "type": fstype, "device": device}
+    except OSError:
+        pass
+    return best
+
+
+def _threadpools() -> list[dict]:
+    from threadpoolctl import threadpool_info
+
+    keep = ("user_api", "internal_api", "num_threads", "version", "threading_layer",
+            "architecture")
+    return [{k: info.get(k) for k in keep} for info in threadpool_info()]
+
+
+def fingerprint(output_dir: Path) -> dict:
+    import psutil
+
+    uname = platform.uname()
+    fp = {
+        "hostname": socket.gethostname(),
+        "arch": uname.machine,
+        "cpu_model": _cpu_model(),
+        "cores_logical": psutil.cpu_count(logical=True),
+        "cores_physical": psutil.cpu_count(logical=False),
+        "ram_bytes": int(psutil.virtual_memory().total),
+        "os": uname.system,
+        "kernel": uname.release,
+        "python": platform.python_version(),
+        "python_implementation": platform.python_implementation(),
+        "packages": package_versions(),
+        "threadpools": _threadpools(),
+        "filesystem": _filesystem(output_dir),
+    }
+    fp["machine_id"] = machine_id(fp)
+    return fp
+
+
+def machine_id(fp: dict) -> str:
+    """Stable across runs and reboots; two hosts with one name still differ by hardware."""
+    stable = "|".join(str(fp[k]) for k in ("hostname", "arch", "cpu_model", "cores_logical"))
+    stable += f"|{round(fp['ram_bytes'] / 2**30)}GiB|{fp['os']}"
+    digest = hashlib.sha256(stable.encode()).hexdigest()[:8]
+    host = "".join(c if c.isalnum() or c in "-_" else "-" for c in fp["hostname"])[:24]
+    return f"{host}-{fp['arch']}-{digest}"
+
+
+def _best_rate(nbytes: int, fn, repeats: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return nbytes / best
+
+
+def calibrate(directory: Path, nbytes: int = 256 * 2**20) -> dict:
+    """Memory copy, page-cache read, cold read and write+fsync bandwidths in bytes/s."""
+    src = np.frombuffer(np.random.default_rng(0).bytes(nbytes), dtype=np.uint8)
+    dst = np.empty_like(src)
+    copy_bps = _best_rate(nbytes, lambda: np.copyto(dst, src))
+    buf = bytearray(nbytes)
+    directory.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=directory, prefix=".calibrate-", delete=False) as fh:
+        path = Path(fh.name)
+    try:
+        def write_fsync():
+            with open(path, "wb") as out:
+                out.write(src.data)
+                out.flush()
+                os.fsync(out.fileno())
+
+        def read_all():
+            with open(path, "rb", buffering=0) as inp:
+                inp.readinto(buf)
+
+        write_bps = _best_rate(nbytes, write_fsync, repeats=2)
+        read_all()
+        warm_bps = _best_rate(nbytes, read_all)
+        cold = []
+        for _ in range(2):
+            evict_from_page_cache(path)
+            cold.append(_best_rate(nbytes, read_all, repeats=1))
+        cold_bps = max(cold)
+    finally:
+        path.unlink(missing_ok=True)
+    return {
+        "bytes": nbytes,
+        "memory_copy_bps": copy_bps,
+        "page_cache_read_bps": warm_bps,
+        "cold_read_bps": cold_bps,
+        "write_fsync_bps": write_bps,
+    }
+
+
+def describe(output_dir: Path, calibration: bool = True) -> dict:
+    info = fingerprint(output_dir)
+    info["calibration"] = calibrate(output_dir) if calibration else None
+    return info
+

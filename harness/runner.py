@@ -1,0 +1,214 @@
+"""Plan -> cells -> isolated child processes -> results file, one cell at a time.
+
+Every child is forked from a forkserver that has preloaded the heavy libraries
+(`harness.worker`), so a cell pays a fork, not an interpreter start-up. A cell that raises,
+hangs or dies becomes a recorded result; the run goes on. Each finished cell is appended
+atomically, so a killed run loses at most the cell in flight and `--resume` picks up there.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import __version__
+from harness.experiments import Cell, experiment
+from harness.measure import PEAK_METHOD
+from harness.results import ResultsFile, now
+
+# Fixed glibc thresholds: freed blocks go back to the OS instead of being recycled silently,
+# so one phase's leftovers cannot hide the next phase's allocations.
+CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
+TRAIN_TIMEOUT_S = 3600.0
+
+
+@dataclass
+class RunOptions:
+    output: Path
+    resume: bool = False
+    timeout_s: float = 600.0
+    profile: str | None = None
+    seed: int = 0
+    argv: list[str] = field(default_factory=list)
+    calibrate: bool = True
+    workdir: Path | None = None
+
+
+_context: multiprocessing.context.BaseContext | None = None
+
+
+def context():
+    """The forkserver, started once per harness process with the environment above."""
+    global _context
+    if _context is None:
+        if "forkserver" in multiprocessing.get_all_start_methods():
+            os.environ.update(CHILD_ENV)
+            _context = multiprocessing.get_context("forkserver")
+            _context.set_forkserver_preload(["harness.worker"])
+        else:  # macOS without forkserver support in old Pythons, Windows
+            _context = multiprocessing.get_context("spawn")
+    return _context
+
+
+def _kill_tree(pid: int) -> None:
+    import psutil
+
+    try:
+        parent = psutil.Process(pid)
+        procs = [*parent.children(recursive=True), parent]
+    except psutil.NoSuchProcess:
+        return
+    for proc in procs:
+        try:
+            proc.kill()
+        except psutil.NoSuchProcess:
+            pass
+
+
+def run_child(target, args: tuple, result_path: Path, timeout_s: float) -> dict:
+    """Run target(*args, result_path) in a child; classify how it ended."""
+    from harness.worker import read_outcome
+
+    proc = context().Process(target=target, args=(*args, str(result_path)), daemon=False)
+    proc.start()
+    try:
+        proc.join(timeout_s)
+        if proc.is_alive():
+            _kill_tree(proc.pid)
+            proc.join()
+            return {"status": "timeout", "reason": f"no result after {timeout_s:g} s; killed"}
+    except BaseException:
+        _kill_tree(proc.pid)
+        proc.join()
+        raise
+    outcome = read_outcome(result_path)
+    if proc.exitcode and proc.exitcode < 0:
+        name = signal.Signals(-proc.exitcode).name
+        hint = " (killed: out of memory or by the user?)" if name == "SIGKILL" else ""
+        return {"status": "crashed", "reason": f"process died of {name}{hint}",
+                "signal": name}
+    if outcome is None:
+        return {"status": "crashed", "reason": f"process exited with status {proc.exitcode} "
+                                               "without a result"}
+    return outcome
+
+
+def _train(cell: Cell, scratch: Path, timeout_s: float) -> dict:
+    from harness.worker import train
+
+    return run_child(train, (cell.model, cell.size, int(cell.options.get("seed", 0))),
+                     scratch / "train.json", timeout_s)
+
+
+def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
+    """All steps of one cell, each in a fresh child; measures of earlier steps are kept."""
+    from harness.worker import run_step
+
+    started = time.monotonic()
+    record: dict = {**cell.header(), "status": "ok"}
+    measures: dict = {}
+    overheads, warnings_seen = [], []
+    steps = experiment(cell.experiment).STEPS
+    for index, step in enumerate(steps):
+        remaining = timeout_s - (time.monotonic() - started)
+        step_started = time.monotonic()
+        result_path = workdir / f"step{index}.json"
+        outcome = run_child(run_step, (cell, index, str(workdir), measures, started),
+                            result_path, max(remaining, 1.0))
+        if "entered_monotonic" in outcome:
+            overheads.append({
+                "step": step.__name__,
+                "spawn_s": outcome["entered_monotonic"] - step_started,
+                "to_first_measurement_s": (outcome["first_measurement_monotonic"] or
+                                           outcome["entered_monotonic"]) - step_started,
+            })
+        warnings_seen += outcome.get("warnings", [])
+        measures.update(outcome.get("measures", {}))
+        if outcome["status"] != "ok":
+            record["status"] = outcome["status"]
+            record["reason"] = f"{step.__name__}: {outcome.get('reason', '')}"
+            for key in ("traceback", "signal"):
+                if key in outcome:
+                    record[key] = outcome[key]
+            break
+    record.update(measures)
+    record["overhead"] = overheads
+    if warnings_seen:
+        record["warnings"] = sorted(set(warnings_seen))
+    record["elapsed_s"] = time.monotonic() - started
+    return record
+
+
+def _open_results(options: RunOptions) -> ResultsFile:
+    from harness.machine import describe
+
+    run_info = {"started": now(), "finished": None, "argv": options.argv,
+                "harness_version": __version__, "profile": options.profile,
+                "peak_memory_method": PEAK_METHOD, "python_executable": sys.executable,
+                "start_method": context().get_start_method(), "models": {}}
+    if options.resume and options.output.exists():
+        return ResultsFile.resume(options.output, run_info)
+    machine = describe(options.output.parent, calibration=options.calibrate)
+    return ResultsFile.create(options.output, machine, run_info)
+
+
+def _progress():
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                    transient=False)
+
+
+def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
+    """Measure every cell not already in the results file; return the file."""
+    results = _open_results(options)
+    done = results.done_ids()
+    todo = [c for c in cells if c.cell_id not in done]
+    base = options.workdir or options.output.parent
+    base.mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix=".persistbench-", dir=base))
+    trained: dict[tuple[str, str], dict] = {}
+    try:
+        with _progress() as progress:
+            task = progress.add_task("cells", total=len(todo))
+            for cell in todo:
+                key = (cell.model, cell.size)
+                if cell.needs_model and key not in trained:
+                    progress.update(task, description=f"model {cell.model}/{cell.size}")
+                    trained[key] = _train(cell, scratch, TRAIN_TIMEOUT_S)
+                    results.data["run"]["models"][f"{cell.model}/{cell.size}"] = trained[key]
+                progress.update(task, description=cell.cell_id)
+                if cell.needs_model and trained[key]["status"] != "ok":
+                    record = {**cell.header(), "status": "error",
+                              "reason": f"training failed: {trained[key].get('reason')}"}
+                else:
+                    workdir = scratch / "cell"
+                    workdir.mkdir()
+                    try:
+                        record = run_cell(cell, workdir, options.timeout_s)
+                    finally:
+                        shutil.rmtree(workdir, ignore_errors=True)
+                results.append(record)
+                progress.advance(task)
+    except KeyboardInterrupt:
+        results.finish("interrupted")
+        raise
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    results.finish()
+    return results

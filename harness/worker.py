@@ -1,0 +1,99 @@
+"""What runs inside a child process: one step of one cell, or the training of one model.
+
+This module is the forkserver's preload: importing it pulls in the heavy libraries once, so
+each cell's child starts as a fork of an interpreter that already has them, instead of
+paying seconds of imports per cell. Results go back through a small JSON file that is
+written atomically, so a child that dies leaves either nothing or a complete answer.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+# Pre-imports for the forkserver: everything a step or an unpickler would otherwise import.
+import cloudpickle  # noqa: F401
+import joblib  # noqa: F401
+import numpy  # noqa: F401
+import onnxruntime  # noqa: F401
+import skl2onnx  # noqa: F401
+import skops.io  # noqa: F401
+import sklearn.decomposition  # noqa: F401
+import sklearn.ensemble  # noqa: F401
+import sklearn.feature_extraction.text  # noqa: F401
+import sklearn.linear_model  # noqa: F401
+import sklearn.neighbors  # noqa: F401
+import sklearn.neural_network  # noqa: F401
+import sklearn.pipeline  # noqa: F401
+import sklearn.preprocessing  # noqa: F401
+import sklearn.svm  # noqa: F401
+
+from harness.experiments import Cell, StepContext, experiment
+from harness.formats import Unsupported
+from harness.results import write_atomic
+
+
+def _failure(status: str, exc: BaseException) -> dict:
+    lines = str(exc).strip().splitlines()
+    return {
+        "status": status,
+        "reason": f"{type(exc).__name__}: {lines[0] if lines else ''}"[:1000],
+        "traceback": traceback.format_exc(limit=8)[-4000:],
+    }
+
+
+def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_started: float,
+             result_path: str) -> None:
+    """Child entry point: run one step and leave its outcome in `result_path`."""
+    entered = time.monotonic()
+    ctx = StepContext(cell=cell, workdir=Path(workdir), previous=previous,
+                      cell_started=cell_started)
+    step = experiment(cell.experiment).STEPS[step_index]
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            measures = step(ctx)
+        outcome = {"status": "ok", "measures": measures}
+        if caught:
+            outcome["warnings"] = sorted({f"{w.category.__name__}: {w.message}"[:300]
+                                          for w in caught})
+    except Unsupported as exc:
+        outcome = {"status": "unsupported", "reason": str(exc)}
+    except Exception as exc:
+        outcome = _failure("error", exc)
+    outcome["entered_monotonic"] = entered
+    outcome["first_measurement_monotonic"] = ctx.first_measurement
+    write_atomic(Path(result_path), outcome)
+
+
+def train(model: str, size: str, seed: int, result_path: str) -> None:
+    """Child entry point: fit a model into the cache (never in a measuring process)."""
+    from harness.models import cache_path, resolve_spec, train_into_cache
+
+    start = time.perf_counter()
+    try:
+        spec = resolve_spec(model)
+        cached = cache_path(spec, size, seed).exists()
+        path = train_into_cache(spec, size, seed)
+        outcome = {"status": "ok", "cache": str(path), "was_cached": cached,
+                   "train_s": None if cached else time.perf_counter() - start,
+                   "cache_bytes": path.stat().st_size}
+    except Exception as exc:
+        outcome = _failure("error", exc)
+    write_atomic(Path(result_path), outcome)
+
+
+def read_outcome(path: Path) -> dict | None:
+    try:
+        return json.loads(Path(path).read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return None
+
+
+# The preloaded libraries' objects never die: move them out of the collector's sight so the
+# gc.collect() between samples costs microseconds, and forked children do not touch them.
+gc.freeze()
