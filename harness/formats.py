@@ -21,9 +21,17 @@ class Unsupported(Exception):
     """This format cannot persist this model; the message is the library's own."""
 
 
-def _describe(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"[:500]
+def describe_exception(exc: BaseException) -> str:
+    """One line: the exception and, when it wraps another, the root cause that explains it."""
+
+    def line(e: BaseException) -> str:
+        text = str(e).strip().splitlines()
+        return f"{type(e).__name__}: {text[0][:300] if text else ''}"
+
+    root = exc
+    while root.__cause__ or root.__context__:
+        root = root.__cause__ or root.__context__
+    return line(exc) if root is exc else f"{line(exc)} (caused by {line(root)})"
 
 
 @dataclass(frozen=True)
@@ -46,7 +54,7 @@ class Format:
         except Unsupported:
             raise
         except Exception as exc:  # the library refused this model: that is the finding
-            raise Unsupported(_describe(exc)) from exc
+            raise Unsupported(describe_exception(exc)) from exc
 
     def prepare_load(self, path: Path) -> dict:
         return self.prepare_fn(Path(path)) if self.prepare_fn else {}
@@ -147,12 +155,18 @@ def onnx_input(X: Any) -> np.ndarray:
 
 
 def onnx_options(est: Any) -> dict:
-    """Ask every classifier inside the model for plain probability arrays, not ZipMap dicts."""
-    from sklearn.base import is_classifier
+    """Plain probability arrays instead of ZipMap dicts, and a text locale every libc has.
 
-    found = [est]
-    found += [step for _, step in getattr(est, "steps", [])]
-    return {id(e): {"zipmap": False} for e in found if is_classifier(e)}
+    onnxruntime's StringNormalizer defaults to en_US.UTF-8, which minimal Linux images lack.
+    """
+    from sklearn.base import is_classifier
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    found = [est, *(step for _, step in getattr(est, "steps", []))]
+    options = {id(e): {"zipmap": False} for e in found if is_classifier(e)}
+    options.update({id(e): {"locale": "C.UTF-8"} for e in found
+                    if isinstance(e, CountVectorizer)})
+    return options
 
 
 def convert_to_onnx(est: Any, X_sample: Any):
@@ -160,7 +174,7 @@ def convert_to_onnx(est: Any, X_sample: Any):
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import StringTensorType
 
-    x = onnx_input(X_sample[:1] if not isinstance(X_sample, list) else X_sample[:1])
+    x = onnx_input(X_sample[:1])
     if x.dtype == object:
         return to_onnx(est, initial_types=[("input", StringTensorType([None, 1]))],
                        options=onnx_options(est))
@@ -180,6 +194,7 @@ def onnx_session(path: Path, threads: int = 1):
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
+    options.log_severity_level = 4  # failures surface as exceptions, recorded in the cell
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 

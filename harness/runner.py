@@ -8,6 +8,7 @@ atomically, so a killed run loses at most the cell in flight and `--resume` pick
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import shutil
@@ -66,10 +67,8 @@ def _kill_tree(pid: int) -> None:
     except psutil.NoSuchProcess:
         return
     for proc in procs:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
-        except psutil.NoSuchProcess:
-            pass
 
 
 def run_child(target, args: tuple, result_path: Path, timeout_s: float) -> dict:

@@ -21,27 +21,26 @@ import joblib  # noqa: F401
 import numpy  # noqa: F401
 import onnxruntime  # noqa: F401
 import skl2onnx  # noqa: F401
-import skops.io  # noqa: F401
-import sklearn.decomposition  # noqa: F401
-import sklearn.ensemble  # noqa: F401
-import sklearn.feature_extraction.text  # noqa: F401
-import sklearn.linear_model  # noqa: F401
-import sklearn.neighbors  # noqa: F401
-import sklearn.neural_network  # noqa: F401
-import sklearn.pipeline  # noqa: F401
-import sklearn.preprocessing  # noqa: F401
+import sklearn.decomposition
+import sklearn.ensemble
+import sklearn.feature_extraction.text
+import sklearn.linear_model
+import sklearn.neighbors
+import sklearn.neural_network
+import sklearn.pipeline
+import sklearn.preprocessing
 import sklearn.svm  # noqa: F401
+import skops.io  # noqa: F401
 
 from harness.experiments import Cell, StepContext, experiment
-from harness.formats import Unsupported
+from harness.formats import Unsupported, describe_exception
 from harness.results import write_atomic
 
 
 def _failure(status: str, exc: BaseException) -> dict:
-    lines = str(exc).strip().splitlines()
     return {
         "status": status,
-        "reason": f"{type(exc).__name__}: {lines[0] if lines else ''}"[:1000],
+        "reason": describe_exception(exc),
         "traceback": traceback.format_exc(limit=8)[-4000:],
     }
 
