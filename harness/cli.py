@@ -10,13 +10,9 @@ from pathlib import Path
 from harness.experiments import EXPERIMENT_MODULES, experiment
 from harness.formats import FORMATS
 from harness.models import MODELS, SIZES, UsageError, resolve_spec
+from harness.profiles import PROFILES
 from harness.results import ResultsError
 
-PROFILES: dict[str, dict] = {
-    "quick": {"sizes": ["small"], "repeat": 5},
-    "default": {"sizes": ["small", "medium"], "repeat": 5},
-    "large": {"sizes": ["small", "medium", "large"], "repeat": 3},
-}
 DEFAULT_EXPERIMENTS = ["roundtrip"]
 
 

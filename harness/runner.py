@@ -100,10 +100,21 @@ def run_child(target, args: tuple, result_path: Path, timeout_s: float) -> dict:
 
 
 def _train(cell: Cell, scratch: Path, timeout_s: float) -> dict:
+    return train_model(cell.model, cell.size, int(cell.options.get("seed", 0)), scratch,
+                       timeout_s)
+
+
+def train_model(model: str, size: str, seed: int, scratch: Path,
+                timeout_s: float = TRAIN_TIMEOUT_S) -> dict:
+    """Fit a model into the cache in a child (never in a process that measures)."""
     from harness.worker import train
 
-    return run_child(train, (cell.model, cell.size, int(cell.options.get("seed", 0))),
-                     scratch / "train.json", timeout_s)
+    return run_child(train, (model, size, seed), Path(scratch) / "train.json", timeout_s)
+
+
+def _training_failed(cell: Cell, trained: dict) -> dict:
+    return {**cell.header(), "status": "error",
+            "reason": f"training failed: {trained.get('reason')}"}
 
 
 def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
@@ -143,6 +154,25 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
         record["warnings"] = sorted(set(warnings_seen))
     record["elapsed_s"] = time.monotonic() - started
     return record
+
+
+def measure_cell(cell: Cell, timeout_s: float = 600.0, base: Path | None = None) -> dict:
+    """One cell on its own: trained if needed, measured in fresh children, no results file.
+
+    The entry point of fronts that keep their own records (asv, pytest-benchmark): the same
+    steps and the same cell record as `run`, without a run around them.
+    """
+    scratch = Path(tempfile.mkdtemp(prefix=".persistbench-", dir=base))
+    try:
+        if cell.needs_model:
+            trained = _train(cell, scratch, TRAIN_TIMEOUT_S)
+            if trained["status"] != "ok":
+                return _training_failed(cell, trained)
+        workdir = scratch / "cell"
+        workdir.mkdir()
+        return run_cell(cell, workdir, timeout_s)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def _open_results(options: RunOptions) -> ResultsFile:
@@ -193,8 +223,7 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
                     results.data["run"]["models"][f"{cell.model}/{cell.size}"] = trained[key]
                 progress.update(task, description=cell.cell_id)
                 if cell.needs_model and trained[key]["status"] != "ok":
-                    record = {**cell.header(), "status": "error",
-                              "reason": f"training failed: {trained[key].get('reason')}"}
+                    record = _training_failed(cell, trained[key])
                 else:
                     workdir = scratch / "cell"
                     workdir.mkdir()

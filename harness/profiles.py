@@ -1,0 +1,34 @@
+"""Run profiles (quick, default, large): which sizes and how many samples.
+
+One table for every front: `persistbench run --profile`, and the asv and pytest-benchmark
+suites, which read the profile from `PERSISTBENCH_PROFILE`. The variable is parsed as one of
+the names below and anything else is refused, so a typo cannot silently fall back to
+another profile (the trap of string flags such as "false" being truthy).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from harness.models import UsageError
+
+PROFILES: dict[str, dict] = {
+    "quick": {"sizes": ["small"], "repeat": 5},
+    "default": {"sizes": ["small", "medium"], "repeat": 5},
+    "large": {"sizes": ["small", "medium", "large"], "repeat": 3},
+}
+ENV_VAR = "PERSISTBENCH_PROFILE"
+DEFAULT = "quick"
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> str:
+    """The profile named by PERSISTBENCH_PROFILE (unset or empty: quick)."""
+    environ = os.environ if environ is None else environ
+    value = environ.get(ENV_VAR, "").strip()
+    if not value:
+        return DEFAULT
+    if value not in PROFILES:
+        raise UsageError(f"{ENV_VAR}={value!r} is not a profile; "
+                         f"set it to one of {', '.join(PROFILES)} or unset it")
+    return value
