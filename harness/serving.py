@@ -1,0 +1,161 @@
+"""A minimal model server in a fresh interpreter, and the parent's handle on it.
+
+The `sharing` and `footprint` experiments need processes that look like real serving
+processes: a new interpreter (`sys.executable -m harness.serving`), not a fork of the
+harness's forkserver, whose preloaded libraries would be shared with every fork and so
+would hide, in PSS and USS, what a server of its own really costs. The server imports only
+the modules it is told to, reports, then waits on stdin so the parent can read its memory
+while it holds still.
+
+Protocol, one JSON object per line on stdout, one command per line on stdin:
+  server: {"event": "ready", "import_s": ...}          after its imports
+  parent: "serve"
+  server: {"event": "served", "load_s": ..., "first_predict_s": ...}
+  parent: closes stdin (or any other line): the server exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+# One BLAS/OpenMP thread: servers run one at a time here, and thread pools cost memory.
+THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def save_input(X: Any, path: Path) -> Path:
+    """Rows for the server to predict: .npy for arrays, JSON for text (no pickle needed)."""
+    import numpy as np
+
+    if isinstance(X, list | tuple):
+        path = path.with_suffix(".json")
+        path.write_text(json.dumps([str(x) for x in X]))
+    else:
+        path = path.with_suffix(".npy")
+        np.save(path, np.asarray(X), allow_pickle=False)
+    return path
+
+
+def _load_input(path: Path) -> Any:
+    if path.suffix == ".json":
+        return json.loads(path.read_text())
+    import numpy as np
+
+    return np.load(path, allow_pickle=False)
+
+
+def _say(message: dict) -> None:
+    sys.stdout.write(json.dumps(message) + "\n")
+    sys.stdout.flush()
+
+
+def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
+    """Server side: import, report, then load and predict once when told, then hold still.
+
+    `import_s` covers the listed modules and `harness.formats` (stdlib + numpy); the
+    interpreter's own start-up is in the parent's `start_s`.
+    """
+    started = time.perf_counter()
+    for name in modules:
+        importlib.import_module(name)
+    from harness.formats import FORMATS, predict
+
+    _say({"event": "ready", "import_s": time.perf_counter() - started, "pid": os.getpid()})
+    if sys.stdin.readline().strip() != "serve":
+        return
+    fmt = FORMATS[fmt_name]
+    X = _load_input(rows)
+    start = time.perf_counter()
+    obj = fmt.load(model, fmt.prepare_load(model))
+    loaded = time.perf_counter()
+    predict(fmt, obj, X)
+    _say({"event": "served", "load_s": loaded - start,
+          "first_predict_s": time.perf_counter() - loaded})
+    sys.stdin.readline()  # hold the model (and its pages) until the parent has looked
+
+
+class Server:
+    """Parent side of one server process; always `stop()` it (or use it as a context)."""
+
+    def __init__(self, fmt_name: str, model: Path, rows: Path, modules: list[str],
+                 stderr_path: Path):
+        self.stderr_path = stderr_path
+        command = [sys.executable, "-m", "harness.serving", "--format", fmt_name,
+                   "--model", str(model), "--input", str(rows), "--modules", ",".join(modules)]
+        self._started = time.perf_counter()
+        with open(stderr_path, "wb") as stderr:  # a file: a chatty server never blocks
+            self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=stderr, env={**os.environ, **THREAD_ENV},
+                                         text=True)
+        self.ready: dict = {}
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def _read(self, event: str) -> dict:
+        line = self.proc.stdout.readline()
+        if not line:
+            self.proc.wait()
+            tail = self.stderr_path.read_text(errors="replace").strip().splitlines()
+            raise RuntimeError(f"server exited with status {self.proc.returncode} before "
+                               f"{event!r}: {tail[-1] if tail else 'no message'}")
+        message = json.loads(line)
+        if message.get("event") != event:
+            raise RuntimeError(f"server said {message!r}, expected {event!r}")
+        return message
+
+    def wait_ready(self) -> dict:
+        """Block until the server's imports are done; adds `start_s` (spawn to ready)."""
+        self.ready = self._read("ready")
+        self.ready["start_s"] = time.perf_counter() - self._started
+        return self.ready
+
+    def serve(self) -> dict:
+        try:
+            self.proc.stdin.write("serve\n")
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            pass  # it died: _read says how
+        return self._read("served")
+
+    def memory(self) -> dict:
+        from harness.measure import process_memory
+
+        return process_memory(self.pid)
+
+    def stop(self) -> None:
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+    def __enter__(self) -> Server:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m harness.serving")
+    parser.add_argument("--format", required=True)
+    parser.add_argument("--model", type=Path, required=True)
+    parser.add_argument("--input", type=Path, required=True)
+    parser.add_argument("--modules", default="")
+    args = parser.parse_args()
+    serve(args.format, args.model, args.input, [m for m in args.modules.split(",") if m])
+
+
+if __name__ == "__main__":
+    main()
