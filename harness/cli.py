@@ -9,7 +9,7 @@ from pathlib import Path
 
 from harness.experiments import EXPERIMENT_MODULES, experiment
 from harness.formats import FORMATS
-from harness.models import MODELS, SIZES, UsageError, resolve_spec
+from harness.models import MODELS, SIZES, UsageError, user_spec
 from harness.profiles import PROFILES
 from harness.results import ResultsError
 
@@ -92,7 +92,7 @@ def plan_cells(args) -> list:
         DEFAULT_EXPERIMENTS
     models = _names(args.models, list(MODELS), "model")
     if args.model:
-        spec = resolve_spec(args.model)  # imports it now: a bad target fails before any work
+        spec = user_spec(args.model)  # imports it now: a bad target fails before any work
         user_cells_sizes = list(spec.sizes())
     options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed}
     cells = []

@@ -1,0 +1,70 @@
+"""Models whose persistence behaviour is known in advance, for checking the machinery.
+
+They are plain objects (not scikit-learn estimators) so the expected numbers follow from
+their construction: one array of a known size, or a loader that misbehaves on purpose.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+ARRAY_BYTES = 200 * 2**20
+
+
+class ArrayHolder:
+    """Holds one big float64 array; predicting reads a few of its values."""
+
+    def __init__(self, array: np.ndarray):
+        self.array = array
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0] * self.array[:1000].sum()
+
+
+def array_holder():
+    rng = np.random.default_rng(0)
+    return ArrayHolder(rng.standard_normal(ARRAY_BYTES // 8)), np.ones((4, 2))
+
+
+class Misbehaving:
+    """Loads badly in a chosen way: raises, hangs, or kills its own process.
+
+    Every pickling bumps a generation, so the copy in the model cache (generation 1) loads
+    fine and only the file a format wrote from it (generation 2) misbehaves when loaded.
+    """
+
+    def __init__(self, mode: str):
+        self.mode = mode
+        self.generation = 0
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+    def __getstate__(self):
+        return {**self.__dict__, "generation": self.generation + 1}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.generation < 2:
+            return
+        if self.mode == "raise":
+            raise RuntimeError("planted failure while loading")
+        if self.mode == "hang":
+            time.sleep(3600)
+        if self.mode == "abort":
+            os.abort()
+
+
+def raises():
+    return Misbehaving("raise"), np.ones((3, 2))
+
+
+def hangs():
+    return Misbehaving("hang"), np.ones((3, 2))
+
+
+def aborts():
+    return Misbehaving("abort"), np.ones((3, 2))

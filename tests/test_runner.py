@@ -1,0 +1,45 @@
+"""Failures become results, the run goes on, and resume neither loses nor repeats a cell."""
+
+from __future__ import annotations
+
+import json
+
+from conftest import run_plan
+
+from harness.experiments import roundtrip
+
+
+def test_raise_hang_and_abort_are_recorded_and_the_run_goes_on(tmp_path):
+    models = ["known_models:raises", "known_models:hangs", "known_models:aborts", "logreg"]
+    cells = []
+    for model in models:
+        size = "small" if model == "logreg" else "custom"
+        cells += roundtrip.plan([model], [size], ["pickle"], {"repeat": 1, "seed": 0})
+    results = run_plan(tmp_path / "r.json", cells, timeout_s=20)
+    status = {c["model"]: c for c in results["cells"]}
+    assert status["known_models:raises"]["status"] == "error"
+    assert "planted failure" in status["known_models:raises"]["reason"]
+    assert status["known_models:hangs"]["status"] == "timeout"
+    assert status["known_models:aborts"]["status"] == "crashed"
+    assert status["known_models:aborts"]["signal"] == "SIGABRT"
+    assert status["logreg"]["status"] == "ok"
+    # what was measured before the failure is kept: the dump of the hanging model worked
+    assert status["known_models:hangs"]["dump_s"]["n"] == 1
+    assert results["run"]["state"] == "finished"
+
+
+def test_resume_neither_loses_nor_repeats(tmp_path):
+    out = tmp_path / "r.json"
+    cells = roundtrip.plan(["logreg", "ridge"], ["small"], ["pickle", "joblib"],
+                           {"repeat": 1, "seed": 0})
+    first = run_plan(out, cells[:2])
+    before = {c["cell_id"]: c for c in first["cells"]}
+    second = run_plan(out, cells, resume=True)
+    ids = [c["cell_id"] for c in second["cells"]]
+    assert sorted(ids) == sorted(c.cell_id for c in cells)
+    assert len(ids) == len(set(ids))
+    for cell in second["cells"]:  # the first run's cells are untouched, not re-measured
+        if cell["cell_id"] in before:
+            assert cell == before[cell["cell_id"]]
+    assert len(second["run"]["resumed"]) == 1
+    json.loads(out.read_text())
