@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 SIZES = ("small", "medium", "large")
+ZOO_VERSION = 2  # bump when a builder changes what it fits: it is part of the cache key
 CUSTOM_SIZE = "custom"
 
 Builder = Callable[[str, int], tuple[Any, Any]]
@@ -57,8 +58,13 @@ def _classification(n_samples: int, n_features: int, seed: int, n_classes: int =
     )
 
 
+EVAL_BYTES = 4 * 2**20
+
+
 def _eval_rows(X, n: int = 500):
-    return X[:n]
+    """Enough rows to check predictions, capped so wide data does not bloat the cache."""
+    row_bytes = max(1, X[:1].nbytes)
+    return X[: max(10, min(n, EVAL_BYTES // row_bytes))]
 
 
 # Size parameters live in data, not code, so the cache key sees every one of them.
@@ -334,6 +340,7 @@ def cache_key(spec: ModelSpec, size: str, seed: int) -> str:
 
     payload = {
         "spec": spec.name,
+        "zoo_version": ZOO_VERSION,
         "size": size,
         "seed": seed,
         "params": spec.params.get(size, {}),
