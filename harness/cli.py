@@ -94,7 +94,8 @@ def plan_cells(args) -> list:
     if args.model:
         spec = user_spec(args.model)  # imports it now: a bad target fails before any work
         user_cells_sizes = list(spec.sizes())
-    options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed}
+    options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed,
+               "processes": args.processes}
     cells = []
     for name in experiments:
         exp = experiment(name)
@@ -151,6 +152,8 @@ def build_parser() -> Parser:
     p.add_argument("--model", help="your own model: package.module:factory returning "
                                    "(fitted_estimator, X_eval)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--processes", type=_positive(int), default=4,
+                   help="serving processes of the sharing experiment (default 4)")
     p.add_argument("--output", type=Path, help="results file (default results/run-<time>.json)")
     p.add_argument("--resume", action="store_true", help="skip cells already in --output")
     p.add_argument("--no-calibrate", action="store_true",

@@ -17,6 +17,7 @@ Protocol, one JSON object per line on stdout, one command per line on stdin:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import os
@@ -77,7 +78,8 @@ def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
     loaded = time.perf_counter()
     predict(fmt, obj, X)
     _say({"event": "served", "load_s": loaded - start,
-          "first_predict_s": time.perf_counter() - loaded})
+          "first_predict_s": time.perf_counter() - loaded,
+          "sklearn_imported": "sklearn" in sys.modules})
     sys.stdin.readline()  # hold the model (and its pages) until the parent has looked
 
 
@@ -132,11 +134,13 @@ class Server:
         return process_memory(self.pid)
 
     def stop(self) -> None:
+        """Closing stdin tells the server to exit; one that does not is killed."""
+        for stream in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(OSError):
+                stream.close()
         try:
-            if self.proc.poll() is None:
-                self.proc.stdin.close()
-                self.proc.wait(timeout=30)
-        except (OSError, subprocess.TimeoutExpired):
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
 

@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.results import cell_id
 
-EXPERIMENT_MODULES = ("roundtrip",)
+EXPERIMENT_MODULES = ("roundtrip", "sharing", "inference", "footprint")
 
 
 @dataclass(frozen=True)

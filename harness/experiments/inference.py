@@ -1,0 +1,188 @@
+"""Inference: ONNX Runtime against scikit-learn on the same float32 rows.
+
+Per convertible model: conversion time, file size, session creation time, then latency of
+`predict` (and `predict_proba`) at batch sizes 1 … 10,000 for both runtimes, with one
+thread each (BLAS/OpenMP limited by threadpoolctl, onnxruntime's intra-op pool set), so
+the comparison neither depends on nor fights over the machine's cores. Fidelity is scored
+on rows the model never saw. A model skl2onnx cannot convert is `unsupported` with the
+converter's own message; one onnxruntime then fails on is an `error` with the runtime's.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from harness.experiments import Cell, StepContext
+from harness.experiments.roundtrip import compare_predictions
+from harness.formats import (
+    FORMATS,
+    Unsupported,
+    convert_to_onnx,
+    describe_exception,
+    onnx_input,
+    onnx_session,
+    predict,
+)
+
+NAME = "inference"
+DESCRIPTION = "ONNX Runtime vs scikit-learn: conversion, session, latency per batch, fidelity"
+BATCH_SIZES = (1, 10, 100, 1_000, 10_000)
+THREADS = 1
+SERIES_BUDGET_S = 1.0  # per (runtime, method, batch): stop sampling after this much time
+SERIES_MAX_N = 100
+WARMUP_BELOW_S = 1.0  # a first call slower than this is kept as a sample, not thrown away
+SESSION_REPEATS = 3
+ONNX_FILE = "model.onnx"
+
+
+def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
+    if "onnx" not in formats:
+        return []
+    return [Cell(NAME, m, s, "onnx", options=options) for m in models for s in sizes]
+
+
+def heldout_rows(X_eval: Any, n: int, seed: int = 0) -> Any:
+    """`n` rows the model never saw, with the evaluation rows' value distribution.
+
+    Numeric: each feature drawn independently from its column in X_eval (float32, the
+    dtype both runtimes get). Text: documents of the same lengths made of words drawn from
+    X_eval's words. The zoo hands out training rows only, so this is the held-out set.
+    """
+    rng = np.random.default_rng(seed)
+    if isinstance(X_eval, list | tuple):
+        words = np.array(" ".join(X_eval).split())
+        lengths = rng.choice([len(doc.split()) for doc in X_eval], size=n)
+        return [" ".join(rng.choice(words, size=k)) for k in lengths]
+    X = onnx_input(X_eval)
+    picks = rng.integers(0, X.shape[0], size=(n, X.shape[1]))
+    return X[picks, np.arange(X.shape[1])]
+
+
+def time_series(call: Callable[[], Any], budget_s: float = SERIES_BUDGET_S,
+                max_n: int = SERIES_MAX_N) -> list[float]:
+    """Wall times of repeated calls: one warm-up when cheap, then until budget or max_n."""
+    samples: list[float] = []
+    spent = 0.0
+    warmed = False
+    while len(samples) < max_n and not (samples and spent > budget_s):
+        start = time.perf_counter()
+        call()
+        seconds = time.perf_counter() - start
+        spent += seconds
+        if not warmed and seconds < WARMUP_BELOW_S:
+            warmed = True
+            continue
+        warmed = True
+        samples.append(seconds)
+    return samples
+
+
+def latency_entry(runtime: str, method: str, batch_size: int, samples: list[float]) -> dict:
+    median = float(np.median(samples))
+    return {"runtime": runtime, "method": method, "batch_size": batch_size,
+            "median_s": median, "p90_s": float(np.percentile(samples, 90)),
+            "min_s": min(samples), "max_s": max(samples), "n": len(samples),
+            "rows_per_s": batch_size / median if median > 0 else None, "samples_s": samples}
+
+
+def calls(est: Any, session: Any, method: str, X_sk: Any, X_ox: np.ndarray
+          ) -> dict[str, Callable[[], Any]]:
+    """The same method in both runtimes: onnxruntime is asked only for the output it needs."""
+    feed = {session.get_inputs()[0].name: X_ox}
+    outputs = [o.name for o in session.get_outputs()]
+    wanted = outputs[0] if method == "predict" else outputs[1]
+    return {"sklearn": lambda: getattr(est, method)(X_sk),
+            "onnxruntime": lambda: session.run([wanted], feed)}
+
+
+def latency(est: Any, session: Any, X: Any, batch_sizes=BATCH_SIZES,
+            budget_s: float = SERIES_BUDGET_S, max_n: int = SERIES_MAX_N) -> list[dict]:
+    """One entry per runtime, method and batch size; batches are the first rows of X."""
+    methods = ["predict"]
+    if hasattr(est, "predict_proba") and len(session.get_outputs()) > 1:
+        methods.append("predict_proba")
+    entries = []
+    for batch in batch_sizes:
+        if batch > len(X):
+            raise ValueError(f"batch size {batch} needs {batch} rows, X has {len(X)}")
+        X_sk = X[:batch]
+        X_ox = onnx_input(X_sk)
+        for method in methods:
+            for runtime, call in calls(est, session, method, X_sk, X_ox).items():
+                entries.append(latency_entry(runtime, method, batch,
+                                             time_series(call, budget_s, max_n)))
+    return entries
+
+
+def fidelity(classifier: bool, expected: tuple, got: tuple) -> dict:
+    """Label agreement and probability drift for classifiers; value drift for regressors."""
+    (want_labels, want_proba), (labels, proba) = expected, got
+    if not classifier:
+        want, have = np.asarray(want_labels, dtype=np.float64), np.asarray(labels, np.float64)
+        if want.shape != have.shape:
+            raise ValueError(f"onnxruntime gave shape {have.shape}, scikit-learn {want.shape}")
+        diff = np.abs(have - want)
+        return {"label_agreement": None, "proba_max_abs_diff": None,
+                "value_max_abs_diff": float(diff.max()),
+                "value_max_rel_diff": float((diff / np.maximum(np.abs(want), 1e-12)).max())}
+    reference = {"labels": want_labels} | ({"proba": want_proba} if want_proba is not None
+                                           else {})
+    out = compare_predictions(FORMATS["onnx"], labels, proba, reference)
+    out.pop("roundtrip_equal")
+    out.setdefault("proba_max_abs_diff", None)
+    return out
+
+
+def threads_used() -> dict:
+    from threadpoolctl import threadpool_info
+
+    limits = {"blas": None, "openmp": None}
+    for pool in threadpool_info():
+        limits[pool["user_api"]] = pool["num_threads"]
+    return {"onnxruntime_intra_op": THREADS, **limits}
+
+
+def convert_step(ctx: StepContext) -> dict:
+    est, X_eval = ctx.load_model()
+    ctx.start_measuring()
+    start = time.perf_counter()
+    try:
+        model = convert_to_onnx(est, X_eval)
+    except Exception as exc:  # the converter's verdict on this model is the finding
+        raise Unsupported(describe_exception(exc)) from exc
+    convert_s = time.perf_counter() - start
+    data = model.SerializeToString()
+    (ctx.workdir / ONNX_FILE).write_bytes(data)
+    return {"convert_s": convert_s, "onnx_file_bytes": len(data),
+            "onnx_opsets": {d.domain or "ai.onnx": d.version for d in model.opset_import}}
+
+
+def measure_step(ctx: StepContext) -> dict:
+    from sklearn.base import is_classifier
+    from threadpoolctl import threadpool_limits
+
+    est, X_eval = ctx.load_model()
+    X = heldout_rows(X_eval, max(BATCH_SIZES), int(ctx.cell.options.get("seed", 0)))
+    path = ctx.workdir / ONNX_FILE
+    with threadpool_limits(limits=THREADS):
+        ctx.start_measuring()
+        creations, session = [], None
+        for _ in range(SESSION_REPEATS):
+            start = time.perf_counter()
+            session = onnx_session(path, threads=THREADS)
+            creations.append(time.perf_counter() - start)
+        expected = predict(FORMATS["pickle"], est, X)
+        got = predict(FORMATS["onnx"], session, X)
+        out = {"session_create_s": float(np.median(creations)),
+               "session_create_s_samples": creations, "threads": threads_used(),
+               "heldout_rows": len(X),
+               **fidelity(is_classifier(est), expected, got)}
+        out["latency"] = latency(est, session, X)
+    return out
+
+
+STEPS = (convert_step, measure_step)
