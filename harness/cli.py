@@ -132,6 +132,32 @@ def cmd_run(args) -> int:
     return 0
 
 
+def cmd_compat(args) -> int:
+    from harness.compat import resolve_versions, run_matrix
+    from harness.experiments.compat import print_matrix
+    from harness.runner import RunOptions
+
+    models = _names(args.models, list(MODELS), "model") or list(MODELS)
+    formats = _names(args.formats, list(FORMATS), "format") or list(FORMATS)
+    specs = [v.strip() for v in args.sklearn.split(",") if v.strip()] if args.sklearn else None
+    output = args.output or Path("results") / datetime.now(timezone.utc).strftime(
+        "compat-%Y%m%dT%H%M%SZ.json")
+    if output.exists() and not args.resume:
+        raise UsageError(f"{output} exists; pass --resume to continue it or choose another "
+                         "--output")
+    options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
+                         seed=args.seed, argv=sys.argv, calibrate=not args.no_calibrate)
+    try:
+        data = run_matrix(models, formats, resolve_versions(specs), options, args.rebuild)
+    except KeyboardInterrupt:
+        print(f"interrupted; everything measured so far is in {output} "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+    print_matrix(data)
+    print(f"results: {output}")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="persistbench",
                     description="Measure how to persist a scikit-learn model on this machine.")
@@ -159,6 +185,23 @@ def build_parser() -> Parser:
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the machine bandwidth calibration (a few seconds)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("compat", help="save with one scikit-learn version, load with another")
+    p.add_argument("--sklearn", help="comma-separated versions, X.Y (latest patch) or X.Y.Z "
+                                     "(default: installed and the two previous minor releases)")
+    p.add_argument("--models", help="comma-separated zoo models (default: all, size small)")
+    p.add_argument("--formats", help="comma-separated formats (default: all)")
+    p.add_argument("--timeout", type=_positive(float), default=600.0,
+                   help="seconds per cell before it is killed (default 600)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--output", type=Path,
+                   help="results file (default results/compat-<time>.json)")
+    p.add_argument("--resume", action="store_true", help="skip cells already in --output")
+    p.add_argument("--rebuild", action="store_true",
+                   help="rebuild the cached environments of the listed versions")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the machine bandwidth calibration (a few seconds)")
+    p.set_defaults(func=cmd_compat)
     return parser
 
 

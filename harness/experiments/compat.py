@@ -1,0 +1,318 @@
+"""Cross-version loading: save a model with scikit-learn A, load it with B, record what happens.
+
+A cell is (model, format, A->B). Its dump step asks the environment of A to train the zoo
+model and save it in every requested format once per run (the files are reused by every B);
+its load step starts a fresh interpreter of B's environment that loads the file, predicts,
+and compares with what A itself got from the same file. The outcome is the data: `ok`,
+`warning` (e.g. `InconsistentVersionWarning`), `error` (the exception), `crash` (the process
+died) or `differs` (it loaded, but predicts differently). The cell's status stays `ok`
+whenever that observation was made; it is `unsupported` when A cannot save the model in that
+format and `error` when an environment is missing or the harness itself failed.
+
+Functions named `*_in_env` run inside the other environments (see `harness.compat`): they
+import only `harness.formats`, `harness.models` and what the model needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import json
+import signal
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+
+from harness.experiments import Cell, StepContext
+from harness.formats import FORMATS, Unsupported, describe_exception, predict
+
+NAME = "compat"
+DESCRIPTION = "save with scikit-learn A, load with B: ok, warning, error, crash or differs"
+OUTCOMES = ("ok", "warning", "differs", "error", "crash")
+MANIFEST = "saved.json"
+# Imported before warnings are recorded, so a loader's import-time deprecation notices are
+# not mistaken for something the load itself said.
+LOADER_MODULES = {"joblib": ("joblib",), "cloudpickle": ("cloudpickle",), "skops": ("skops.io",),
+                  "skl2onnx+onnxruntime": ("onnxruntime",)}
+
+
+class EnvironmentUnavailable(RuntimeError):
+    """The scikit-learn version's environment could not be built (pip's reason inside)."""
+
+
+def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
+    """Every ordered pair of versions, including A->A (the baseline every other cell is read
+    against). Options carry the environments (`harness.compat.Environment.as_dict()`)."""
+    if "environments" not in options:
+        from harness.models import UsageError
+
+        raise UsageError("the compat experiment needs one environment per scikit-learn "
+                         "version: run it with `persistbench compat`")
+    versions = [env["sklearn"] for env in options["environments"]]
+    opts = {**options, "formats": formats}
+    return [Cell(NAME, m, s, f, variant=f"{a}->{b}", options=opts, needs_model=False)
+            for a in versions for m in models for s in sizes for f in formats for b in versions]
+
+
+def _pair(cell: Cell) -> tuple[dict, dict]:
+    saved, loaded = cell.variant.split("->")
+    envs = {env["sklearn"]: env for env in cell.options["environments"]}
+    return envs[saved], envs[loaded]
+
+
+def _require(env: dict) -> str:
+    if not env["python"]:
+        raise EnvironmentUnavailable(f"no environment for scikit-learn {env['sklearn']}: "
+                                     f"{env['reason']}")
+    return env["python"]
+
+
+def _died(returncode: int, stderr: str) -> str:
+    if returncode < 0:
+        return f"process died of {signal.Signals(-returncode).name}"
+    tail = [ln for ln in stderr.strip().splitlines() if ln.strip()]
+    return f"process exited with status {returncode}" + (f": {tail[-1][:300]}" if tail else "")
+
+
+# ----------------------------------------------------------------------------- dump step
+
+def saved_dir(cell: Cell, saved_with: str) -> Path:
+    seed = int(cell.options.get("seed", 0))
+    return Path(cell.options["artefacts_dir"]) / saved_with / f"{cell.model}-{cell.size}-{seed}"
+
+
+def dump_step(ctx: StepContext) -> dict:
+    """Make sure A has saved this model in this format; the file outlives the cell."""
+    from harness.compat import run_in_env
+    from harness.results import write_atomic
+
+    cell = ctx.cell
+    saved, _ = _pair(cell)
+    python = _require(saved)
+    directory = saved_dir(cell, saved["sklearn"])
+    manifest = directory / MANIFEST
+    entries = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if cell.format not in entries:
+        todo = [cell.format, *(f for f in cell.options["formats"]
+                               if f not in entries and f != cell.format)]
+        ctx.start_measuring()
+        proc = run_in_env(python, "harness.experiments.compat:save_in_env",
+                          {"model": cell.model, "size": cell.size,
+                           "seed": int(cell.options.get("seed", 0)), "formats": todo,
+                           "directory": str(directory)})
+        entries = json.loads(manifest.read_text()) if manifest.exists() else {}
+        if cell.format not in entries:
+            raise RuntimeError(f"saving with scikit-learn {saved['sklearn']}: "
+                               f"{_died(proc.returncode, proc.stderr)}")
+        died = [f for f, e in entries.items() if e["status"] == "started"]
+        for name in died:  # the process died while saving these
+            entries[name] = {"status": "error", "reason": _died(proc.returncode, proc.stderr)}
+        if died:
+            write_atomic(manifest, entries)
+    entry = entries[cell.format]
+    if entry["status"] == "unsupported":
+        raise Unsupported(f"scikit-learn {saved['sklearn']}: {entry['reason']}")
+    if entry["status"] != "ok":
+        raise RuntimeError(f"saving with scikit-learn {saved['sklearn']}: {entry['reason']}")
+    return {"saved_with": saved["sklearn"], "saved_versions": entry["versions"],
+            "file_bytes": entry["file_bytes"], **entry["info"]}
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    from harness.compat import REPORTED
+
+    out = {}
+    for dist in REPORTED:
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            out[dist] = None
+    return out
+
+
+def _estimator_modules(est) -> list[str]:
+    """Modules of the estimator and its pipeline steps: what an unpickler will import."""
+    parts = [est, *(step for _, step in getattr(est, "steps", []))]
+    return sorted({type(p).__module__ for p in parts})
+
+
+def _save_outputs(path: Path, labels: np.ndarray, proba: np.ndarray | None) -> None:
+    arrays = {"labels": labels} | ({"proba": proba} if proba is not None else {})
+    np.savez(path, **arrays)
+
+
+def save_in_env(args: dict) -> None:
+    """Inside A: train (through the model cache), save each format, and record what A itself
+    predicts from each saved file. A format whose process dies stays marked `started`."""
+    from harness.models import load_cached, resolve_spec, train_into_cache
+    from harness.results import write_atomic
+
+    directory = Path(args["directory"])
+    directory.mkdir(parents=True, exist_ok=True)
+    manifest = directory / MANIFEST
+    entries = json.loads(manifest.read_text()) if manifest.exists() else {}
+    spec = resolve_spec(args["model"])
+    train_into_cache(spec, args["size"], args["seed"])
+    est, X_eval = load_cached(spec, args["size"], args["seed"])
+    X = np.asarray(X_eval)
+    np.save(directory / "X.npy", X, allow_pickle=False)
+    versions = _versions()
+    for name in args["formats"]:
+        fmt = FORMATS[name]
+        entries[name] = {"status": "started"}
+        write_atomic(manifest, entries)
+        path = directory / f"model{fmt.suffix}"
+        try:
+            info = fmt.dump(est, path, X_eval)
+        except Unsupported as exc:
+            entries[name] = {"status": "unsupported", "reason": str(exc)}
+        else:
+            try:
+                labels, proba = predict(fmt, fmt.load(path, fmt.prepare_load(path)), X)
+                _save_outputs(directory / f"expected-{name}.npz", labels, proba)
+                entries[name] = {"status": "ok", "file": path.name, "info": info,
+                                 "file_bytes": path.stat().st_size, "versions": versions,
+                                 "modules": _estimator_modules(est)}
+            except Exception as exc:
+                entries[name] = {"status": "error", "reason": "saved, but the saving version "
+                                 f"cannot load it back: {describe_exception(exc)}"}
+        write_atomic(manifest, entries)
+
+
+# ----------------------------------------------------------------------------- load step
+
+def load_in_env(args: dict) -> None:
+    """Inside B: load A's file in a fresh process, predict, keep every warning raised."""
+    from harness.results import write_atomic
+
+    fmt = FORMATS[args["format"]]
+    for module in [*LOADER_MODULES.get(fmt.library, ()), *args["modules"]]:
+        with contextlib.suppress(ImportError):  # the load itself will report what is missing
+            importlib.import_module(module)
+    X = np.load(args["X"], allow_pickle=False)
+    path = Path(args["file"])
+    out: dict = {"versions": _versions(), "finished": False}
+    write_atomic(Path(args["result"]), out)  # from here on, a missing answer is a crash
+    phase = "load"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            obj = fmt.load(path, fmt.prepare_load(path))
+            phase = "predict"
+            labels, proba = predict(fmt, obj, X)
+            _save_outputs(Path(args["outputs"]), labels, proba)
+            phase = None
+        except Exception as exc:
+            out["message"] = describe_exception(exc)
+    out["failed_phase"] = phase
+    out["finished"] = True
+    out["warnings"] = [{"class": w.category.__name__, "text": str(w.message)[:500]}
+                       for w in caught]
+    write_atomic(Path(args["result"]), out)
+
+
+def compare(expected: dict, got: dict) -> dict:
+    """B's predictions against A's from the same file: labels exactly, probabilities too."""
+    want, labels = expected["labels"], got["labels"]
+    same_shape = want.shape == labels.shape
+    out = {"label_agreement": float(np.mean(want == labels)) if same_shape else 0.0}
+    equal = same_shape and bool(np.array_equal(want, labels))
+    if "proba" in expected:
+        p_want, p_got = expected["proba"], got.get("proba")
+        if p_got is not None and p_got.shape == p_want.shape:
+            out["proba_max_abs_diff"] = float(np.max(np.abs(p_got - p_want)))
+            equal = equal and bool(np.array_equal(p_got, p_want))
+        else:
+            equal = False
+    out["predictions_equal"] = equal
+    return out
+
+
+def classify(result: dict, comparison: dict | None) -> dict:
+    """The outcome of one load. Differs outranks warning: a warned load that predicts the same
+    is less serious than a silent one that does not. The first warning is kept, preferring
+    scikit-learn's version warning."""
+    warned = result.get("warnings", [])
+    first = next((w for w in warned if w["class"] == "InconsistentVersionWarning"),
+                 warned[0] if warned else None)
+    if result.get("message"):
+        outcome = "error"
+    elif comparison is not None and not comparison["predictions_equal"]:
+        outcome = "differs"
+    elif warned:
+        outcome = "warning"
+    else:
+        outcome = "ok"
+    return {"outcome": outcome, "warning_class": first["class"] if first else None,
+            "warning_text": first["text"] if first else None,
+            "message": result.get("message"), "failed_phase": result.get("failed_phase"),
+            "warnings_all": sorted({f"{w['class']}: {w['text'][:200]}" for w in warned})}
+
+
+def load_step(ctx: StepContext) -> dict:
+    from harness.compat import run_in_env
+
+    cell = ctx.cell
+    saved, loaded = _pair(cell)
+    python = _require(loaded)
+    directory = saved_dir(cell, saved["sklearn"])
+    entry = json.loads((directory / MANIFEST).read_text())[cell.format]
+    result_path, outputs = ctx.workdir / "loaded.json", ctx.workdir / "outputs.npz"
+    ctx.start_measuring()
+    proc = run_in_env(python, "harness.experiments.compat:load_in_env",
+                      {"format": cell.format, "file": str(directory / entry["file"]),
+                       "X": str(directory / "X.npy"), "modules": entry["modules"],
+                       "result": str(result_path), "outputs": str(outputs)})
+    if not result_path.exists():  # it never reached the load: the harness failed, not B
+        raise RuntimeError(f"loading with scikit-learn {loaded['sklearn']}: "
+                           f"{_died(proc.returncode, proc.stderr)}")
+    result = json.loads(result_path.read_text())
+    out = {"saved_with": saved["sklearn"], "loaded_with": loaded["sklearn"],
+           "loaded_versions": result["versions"], "process_exit": proc.returncode}
+    if not result["finished"] or proc.returncode:
+        phase = "load" if not result["finished"] else "exit"
+        return {**out, "outcome": "crash", "failed_phase": phase, "warning_class": None,
+                "warning_text": None, "message": _died(proc.returncode, proc.stderr)}
+    comparison = None
+    if outputs.exists():
+        with np.load(directory / f"expected-{cell.format}.npz") as want, np.load(outputs) as got:
+            comparison = compare(dict(want), dict(got))
+    return {**out, **classify(result, comparison), **(comparison or {})}
+
+
+STEPS = (dump_step, load_step)
+
+
+# ------------------------------------------------------------------------------ summary
+
+def outcome_matrix(cells: list[dict]) -> dict[str, dict[tuple[str, str], Counter]]:
+    """format -> (saved with, loaded with) -> outcome counts; cells without an outcome
+    (unsupported, error, timeout) are counted under their status."""
+    matrix: dict[str, dict[tuple[str, str], Counter]] = {}
+    for cell in cells:
+        if cell["experiment"] != NAME:
+            continue
+        saved, loaded = cell["variant"].split("->")
+        key = cell.get("outcome") if cell["status"] == "ok" else cell["status"]
+        matrix.setdefault(cell["format"], {}).setdefault((saved, loaded), Counter())[key] += 1
+    return matrix
+
+
+def print_matrix(data: dict, console=None) -> None:
+    """One table per format: rows saved with, columns loaded with, outcome counts inside."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    for fmt, pairs in outcome_matrix(data["cells"]).items():
+        versions = list(dict.fromkeys(v for pair in pairs for v in pair))
+        table = Table("saved with \\ loaded with", *versions, title=f"compat: {fmt}")
+        for saved in versions:
+            row = [", ".join(f"{k} {n}" for k, n in sorted(pairs.get((saved, b), {}).items()))
+                   or "-" for b in versions]
+            table.add_row(saved, *row)
+        console.print(table)
