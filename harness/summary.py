@@ -13,8 +13,21 @@ def _median(cell: dict, key: str) -> str:
     return human_seconds(value) if value is not None else "-"
 
 
+def overhead_summary(data: dict) -> dict | None:
+    """Per-step cost from a cell's start to its first measurement (fork + reading the model)."""
+    import statistics
+
+    spans = [o["to_first_measurement_s"] for c in data["cells"] for o in c.get("overhead", [])]
+    spawns = [o["spawn_s"] for c in data["cells"] for o in c.get("overhead", [])]
+    if not spans:
+        return None
+    return {"steps": len(spans), "to_first_measurement_median_s": statistics.median(spans),
+            "to_first_measurement_max_s": max(spans), "spawn_median_s": statistics.median(spawns)}
+
+
 def print_summary(data: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    # Logs and CI are not terminals; do not squeeze the table into 80 columns there.
+    console = console or Console(width=None if Console().is_terminal else 160)
     table = Table("model", "size", "format", "status", "file", "dump", "load", "cold load",
                   "dump +RSS", "load +RSS", "equal", title="roundtrip (medians)")
     for cell in data["cells"]:
@@ -32,6 +45,14 @@ def print_summary(data: dict, console: Console | None = None) -> None:
             "-" if equal is None else ("yes" if equal else "[red]no[/red]"),
         )
     console.print(table)
+    overhead = overhead_summary(data)
+    if overhead:
+        console.print(
+            f"per-step overhead, cell start to first measurement: median "
+            f"{human_seconds(overhead['to_first_measurement_median_s'])}, max "
+            f"{human_seconds(overhead['to_first_measurement_max_s'])} over "
+            f"{overhead['steps']} child processes (fork alone: median "
+            f"{human_seconds(overhead['spawn_median_s'])})", highlight=False)
     failed = [c for c in data["cells"] if c["status"] != "ok"]
     for cell in failed:
         console.print(f"[yellow]{cell['cell_id']}[/yellow] {cell['status']}: {cell['reason']}",

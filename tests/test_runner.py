@@ -43,3 +43,31 @@ def test_resume_neither_loses_nor_repeats(tmp_path):
             assert cell == before[cell["cell_id"]]
     assert len(second["run"]["resumed"]) == 1
     json.loads(out.read_text())
+
+
+def test_ctrl_c_keeps_what_was_measured(tmp_path):
+    """SIGINT in the middle of a run: exit 130, a valid file, state 'interrupted'."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from harness.results import read
+
+    out = tmp_path / "r.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--models", "logreg,ridge,svc", "--repeat", "1",
+         "--no-calibrate", "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if out.exists() and len(read(out)["cells"]) >= 3:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGINT)
+    assert proc.wait(timeout=60) == 130
+    data = read(out)
+    assert data["run"]["state"] == "interrupted"
+    assert len(data["cells"]) >= 3
+    assert "--resume" in proc.stderr.read()
