@@ -72,7 +72,7 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "logreg": {
         "small": {"n_samples": 2_000, "n_features": 20, "n_classes": 3},
         "medium": {"n_samples": 4_000, "n_features": 40_000, "n_classes": 40},
-        "large": {"n_samples": 8_000, "n_features": 200_000, "n_classes": 50},
+        "large": {"n_samples": 1_000, "n_features": 100_000, "n_classes": 50},
     },
     "ridge": {
         "small": {"n_samples": 2_000, "n_features": 50, "n_targets": 1},
@@ -88,7 +88,7 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "hist_gb": {
         "small": {"n_samples": 1_000, "n_features": 10, "max_iter": 20, "n_classes": 3},
         "medium": {"n_samples": 50_000, "n_features": 50, "max_iter": 300, "n_classes": 10},
-        "large": {"n_samples": 100_000, "n_features": 100, "max_iter": 500, "n_classes": 20},
+        "large": {"n_samples": 100_000, "n_features": 100, "max_iter": 200, "n_classes": 10},
     },
     "kneighbors": {
         "small": {"n_samples": 1_000, "n_features": 10},
@@ -98,7 +98,7 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "svc": {
         "small": {"n_samples": 500, "n_features": 10},
         "medium": {"n_samples": 8_000, "n_features": 500},
-        "large": {"n_samples": 30_000, "n_features": 2_000},
+        "large": {"n_samples": 10_000, "n_features": 1_000},
     },
     "mlp": {
         "small": {"n_samples": 500, "n_features": 20, "hidden": (32,)},
@@ -108,7 +108,7 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "pca_pipeline": {
         "small": {"n_samples": 2_000, "n_features": 30, "n_components": 10},
         "medium": {"n_samples": 3_000, "n_features": 20_000, "n_components": 300},
-        "large": {"n_samples": 6_000, "n_features": 60_000, "n_components": 1_200},
+        "large": {"n_samples": 3_000, "n_features": 50_000, "n_components": 500},
     },
     "text_pipeline": {
         "small": {"n_docs": 300, "vocabulary": 1_000, "ngram_max": 1},
@@ -118,7 +118,7 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     "custom_code": {
         "small": {"n_samples": 1_000, "n_features": 10},
         "medium": {"n_samples": 20_000, "n_features": 2_000},
-        "large": {"n_samples": 50_000, "n_features": 10_000},
+        "large": {"n_samples": 10_000, "n_features": 5_000},
     },
 }
 
