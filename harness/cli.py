@@ -14,6 +14,7 @@ from harness.profiles import PROFILES
 from harness.results import ResultsError
 
 DEFAULT_EXPERIMENTS = ["roundtrip"]
+REPORTS_DIR = Path("reports")
 
 
 class Parser(argparse.ArgumentParser):
@@ -129,6 +130,61 @@ def cmd_run(args) -> int:
         return 130
     print_summary(results.data)
     print(f"results: {output}")
+    return _report_after_run(output)
+
+
+def _report_after_run(output: Path) -> int:
+    """The run's answer as a page a person can open; the results file is already safe."""
+    from harness.report.html import write_reports
+
+    try:
+        page = write_reports([output], REPORTS_DIR)[0]
+    except Exception as exc:  # a rendering bug must not hide that the results are saved
+        print(f"persistbench: error: the report could not be written ({exc}); the results "
+              f"are in {output}: retry with `persistbench report {output}`", file=sys.stderr)
+        return 1
+    print(f"report: {page}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from harness.report.data import load
+
+    if args.format == "md":
+        if args.output is not None:
+            raise UsageError("--output applies to --format html; Markdown is printed")
+        from harness.report.markdown import render_all
+
+        print(render_all(load(args.results)), end="")
+        return 0
+    from harness.report.html import write_reports
+
+    output = args.output or REPORTS_DIR
+    for page in write_reports(args.results, output):
+        print(f"report: {page}")
+    print(f"index: {output / 'index.html'}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from harness.report.compare import compare, print_comparisons, write_html
+    from harness.results import read
+
+    if len(args.results) < 2:
+        raise UsageError("compare needs at least two results files: A.json B.json [C.json …]")
+    base, *others = [read(p) for p in args.results]
+    comparisons = [compare(base, other, str(args.results[0]), str(path), args.threshold)
+                   for path, other in zip(args.results[1:], others, strict=True)]
+    print_comparisons(comparisons, show_all=args.all)
+    if args.html:
+        print(f"comparison: {write_html(comparisons, args.html)}")
+    if args.fail_on_regression is not None:
+        worse = [r for c in comparisons for r in c.regressions(args.fail_on_regression)]
+        if worse:
+            print(f"persistbench: {len(worse)} regression(s) beyond "
+                  f"{args.fail_on_regression:g} %: {'; '.join(worse[:5])}"
+                  + (" …" if len(worse) > 5 else ""), file=sys.stderr)
+            return 1
     return 0
 
 
@@ -185,6 +241,24 @@ def build_parser() -> Parser:
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the machine bandwidth calibration (a few seconds)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="HTML report per machine (or Markdown) from results")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS.json")
+    p.add_argument("--output", type=Path, help=f"report folder (default {REPORTS_DIR}/)")
+    p.add_argument("--format", choices=("html", "md"), default="html",
+                   help="html: write DIR/<machine>/index.html; md: print a Markdown summary")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="ratios B/A per cell and measure between runs")
+    p.add_argument("results", nargs="+", type=Path, metavar="RESULTS.json",
+                   help="A.json (the baseline) then one or more B.json")
+    p.add_argument("--html", type=Path, metavar="FILE", help="also write an HTML page")
+    p.add_argument("--threshold", type=_positive(float), default=10.0, metavar="PCT",
+                   help="flag changes beyond PCT percent (default 10)")
+    p.add_argument("--fail-on-regression", type=_positive(float), metavar="PCT",
+                   help="exit 1 when a measure got worse by more than PCT percent")
+    p.add_argument("--all", action="store_true", help="print every measure, not only changes")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("compat", help="save with one scikit-learn version, load with another")
     p.add_argument("--sklearn", help="comma-separated versions, X.Y (latest patch) or X.Y.Z "

@@ -1,0 +1,173 @@
+"""Figures as inline SVG (matplotlib, Agg): no image files, no fonts to fetch, no network.
+
+Every chart takes plain numbers already picked out of the cells (SI units) and returns an
+`<svg>` string; views decide what to plot, this module only how.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+from matplotlib.ticker import FuncFormatter, NullFormatter
+
+from harness.formats import FORMATS
+from harness.report.values import Num
+
+plt.rcParams.update({
+    "svg.fonttype": "none",  # text stays text: smaller, selectable, searchable
+    "font.size": 9,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+})
+MARKERS = "osD^v<>ph*X"
+
+
+def colour(label: str, labels: Sequence[str]) -> str:
+    """One colour per format for the whole report, in registry order."""
+    known = [*FORMATS, *[x for x in labels if x not in FORMATS]]
+    return plt.get_cmap("tab10" if len(known) <= 10 else "tab20")(known.index(label) % 20)
+
+
+def marker(label: str, labels: Sequence[str]) -> str:
+    known = [*FORMATS, *[x for x in labels if x not in FORMATS]]
+    return MARKERS[known.index(label) % len(MARKERS)]
+
+
+def to_svg(fig) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    plt.close(fig)
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: invalid inside HTML
+
+
+def _unit_axis(ax, unit: str, axis: str = "x") -> None:
+    """Tick labels in the report's units; minor ticks unlabelled (log axes crowd them)."""
+    fmt = FuncFormatter(lambda v, _pos: Num(v, unit).text() if v > 0 else "0")
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    target.set_major_formatter(fmt)
+    target.set_minor_formatter(NullFormatter())
+
+
+def dot_panels(rows: Sequence[str], panels: Sequence[tuple[str, dict[str, list]]], unit: str,
+               scale: str = "log", linthresh: float = 1.0) -> str:
+    """One row per model, one marker per format, side-by-side panels sharing the rows.
+
+    `panels` is [(title, {format: [value per row or None]})]. Values <= 0 are left out of a
+    log axis (a symlog axis keeps them).
+    """
+    labels = list(dict.fromkeys(f for _, series in panels for f in series))
+    height = 0.9 + 0.32 * len(rows)
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.5, height),
+                             sharey=True, squeeze=False)
+    offsets = {f: (i - (len(labels) - 1) / 2) * 0.6 / max(len(labels), 1)
+               for i, f in enumerate(labels)}
+    for ax, (title, series) in zip(axes[0], panels, strict=True):
+        for fmt, values in series.items():
+            pts = [(v, i + offsets[fmt]) for i, v in enumerate(values)
+                   if v is not None and (v > 0 or scale != "log")]
+            if pts:
+                ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, label=fmt,
+                           color=colour(fmt, labels), marker=marker(fmt, labels), zorder=3)
+        if scale == "symlog":
+            ax.set_xscale("symlog", linthresh=linthresh)
+            ax.set_xlim(left=0)
+        else:
+            ax.set_xscale(scale)
+        _unit_axis(ax, unit)
+        ax.set_title(title)
+        ax.set_yticks(range(len(rows)), list(rows))
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+    handles, names = [], []
+    for ax in axes[0]:
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6),
+               bbox_to_anchor=(0.5, 0), frameon=False)
+    return to_svg(fig)
+
+
+def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
+    """Points no other point beats on both axes (smaller and faster), sorted by x."""
+    front = []
+    for p in sorted(points, key=lambda q: (q[1], q[2])):
+        if not front or p[2] < front[-1][2]:
+            front.append(p)
+    return front
+
+
+def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
+                yunit: str, xlabel: str, ylabel: str) -> str:
+    """Small multiples: per model, (format, x, y) points with the Pareto front drawn."""
+    labels = list(dict.fromkeys(p[0] for pts in groups.values() for p in pts))
+    cols = min(4, len(groups))
+    nrows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.3 * cols, 2.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for ax, (title, pts) in zip(axes.flat, groups.items(), strict=False):
+        for fmt, x, y in pts:
+            ax.scatter([x], [y], s=26, color=colour(fmt, labels), marker=marker(fmt, labels),
+                       label=fmt, zorder=3)
+        front = pareto_front(pts)
+        ax.plot([p[1] for p in front], [p[2] for p in front], color="black", lw=1, ls="--",
+                zorder=2, label="Pareto front")
+        for fmt, x, y in front:
+            ax.annotate(fmt, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        _unit_axis(ax, xunit, "x")
+        _unit_axis(ax, yunit, "y")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+    handles, names = [], []
+    for ax in axes.flat:
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6),
+               bbox_to_anchor=(0.5, 0), frameon=False)
+    fig.tight_layout()
+    return to_svg(fig)
+
+
+def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: str,
+              ylabel: str, yunit: str = "", logx: bool = True, logy: bool = False,
+              reference: float | None = None) -> str:
+    """Small multiples of lines: per panel, {series: [(x, y), ...]}; `reference` a dashed y."""
+    cols = min(3, len(groups))
+    nrows = -(-len(groups) // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 2.8 * nrows), squeeze=False)
+    for ax in axes.flat[len(groups):]:
+        ax.set_visible(False)
+    for ax, (title, series) in zip(axes.flat, groups.items(), strict=False):
+        names = list(series)
+        for name, pts in series.items():
+            pts = sorted(pts)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker(name, names),
+                    color=colour(name, names), label=name, ms=4)
+        if reference is not None:
+            ax.axhline(reference, color="grey", lw=1, ls="--")
+        if logx:
+            ax.set_xscale("log")
+        if logy:
+            ax.set_yscale("log")
+        if yunit:
+            _unit_axis(ax, yunit, "y")
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return to_svg(fig)

@@ -1,0 +1,66 @@
+"""Results files -> one merged view per machine. The report reads only this; it never measures.
+
+Several results files of one machine (e.g. a quick run and a later `--experiments sharing`
+run) make one report: their cells are merged, and when a cell was measured more than once the
+run that started last wins, so a re-measured cell replaces its older value instead of showing
+twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from harness import results
+
+
+@dataclass
+class MachineResults:
+    machine: dict  # fingerprint of the latest run, with the latest calibration found
+    runs: list[dict] = field(default_factory=list)  # each {"path": str, **run}
+    cells: list[dict] = field(default_factory=list)
+
+    @property
+    def machine_id(self) -> str:
+        return self.machine["machine_id"]
+
+    @property
+    def calibration(self) -> dict | None:
+        return self.machine.get("calibration")
+
+    def experiments(self) -> dict[str, list[dict]]:
+        grouped: dict[str, list[dict]] = defaultdict(list)
+        for cell in self.cells:
+            grouped[cell["experiment"]].append(cell)
+        return dict(grouped)
+
+    def models(self) -> list[tuple[str, str]]:
+        """(model, size) pairs in the order the cells name them."""
+        return list(dict.fromkeys((c["model"], c["size"]) for c in self.cells))
+
+    def formats(self) -> list[str]:
+        return list(dict.fromkeys(c["format"] for c in self.cells))
+
+    def failed(self) -> list[dict]:
+        return [c for c in self.cells if c["status"] != "ok"]
+
+
+def load(paths: list[Path]) -> list[MachineResults]:
+    """Read and validate every file; one `MachineResults` per machine id, in argument order."""
+    read = [(Path(p), results.read(p)) for p in paths]
+    machines: dict[str, MachineResults] = {}
+    for path, data in sorted(read, key=lambda item: item[1]["run"]["started"]):
+        machine = dict(data["machine"])
+        known = machines.get(machine["machine_id"])
+        if known is None:
+            known = machines[machine["machine_id"]] = MachineResults(machine=machine)
+        else:
+            machine["calibration"] = machine.get("calibration") or known.calibration
+            known.machine = machine
+        known.runs.append({"path": str(path), **data["run"]})
+        by_id = {c["cell_id"]: c for c in known.cells}
+        by_id.update({c["cell_id"]: c for c in data["cells"]})
+        known.cells = list(by_id.values())
+    order = list(dict.fromkeys(data["machine"]["machine_id"] for _, data in read))
+    return [machines[mid] for mid in order]

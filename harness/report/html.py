@@ -1,0 +1,137 @@
+"""Self-contained HTML: one `index.html` per machine plus an index of every machine's report.
+
+Everything the page needs is inside it (CSS in a <style>, figures as inline SVG), so it opens
+from disk, from a CI artefact or an e-mail attachment, with no server and no network.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from datetime import datetime
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from harness import __version__
+from harness.report.data import MachineResults, load
+from harness.report.guide import guide
+from harness.report.values import Num
+from harness.report.views import Figure, Paragraph, Table, sections
+from harness.results import STATUSES, write_atomic
+
+SUMMARY = "summary.json"  # next to each machine's index.html; what the index lists
+
+
+def kind(value) -> str:
+    """What the templates branch on to render any value the views produce."""
+    if isinstance(value, Num):
+        return "num"
+    if isinstance(value, bool):
+        return "bool"
+    if value is None:
+        return "none"
+    for cls, name in ((Table, "table"), (Figure, "figure"), (Paragraph, "paragraph")):
+        if isinstance(value, cls):
+            return name
+    return "str"
+
+
+@cache
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined,
+                             trim_blocks=True, lstrip_blocks=True)
+    env.globals.update(kind=kind, num=Num, bad_statuses=[s for s in STATUSES if s != "ok"],
+                       version=__version__)
+    return env
+
+
+def _duration(run: dict) -> Num:
+    try:
+        start = datetime.fromisoformat(run["started"])
+        end = datetime.fromisoformat(run["finished"])
+    except (KeyError, TypeError, ValueError):
+        return Num(None, "s")
+    return Num((end - start).total_seconds(), "s")
+
+
+def machine_card(mr: MachineResults) -> dict:
+    m = mr.machine
+    fs = m.get("filesystem") or {}
+    fingerprint = [
+        ("machine id", m["machine_id"]), ("host", m.get("hostname")), ("arch", m["arch"]),
+        ("CPU", m["cpu_model"]),
+        ("cores", f"{m['cores_logical']} logical, {m.get('cores_physical')} physical"),
+        ("RAM", Num(m["ram_bytes"], "B")), ("OS", f"{m['os']} {m['kernel']}"),
+        ("Python", f"{m['python']} ({m.get('python_implementation', '')})"),
+        ("filesystem", f"{fs.get('type')} on {fs.get('mount')} ({fs.get('device')})"),
+    ]
+    cal = mr.calibration
+    calibration = [(label, Num(cal.get(key), "B/s")) for key, label in (
+        ("memory_copy_bps", "memory copy"), ("page_cache_read_bps", "page-cache read"),
+        ("cold_read_bps", "cold read (evicted)"), ("write_fsync_bps", "write + fsync"),
+    ) if key in cal] if cal else []
+    runs = Table("", ["results file", "started", "finished", "run time", "state", "profile",
+                      "peak memory method", "harness", "command line"],
+                 [[r["path"], r["started"], r.get("finished"), _duration(r), r.get("state"),
+                   r.get("profile"), r.get("peak_memory_method"), r.get("harness_version"),
+                   shlex.join(r["argv"])] for r in mr.runs])
+    return {"fingerprint": fingerprint, "calibration": calibration, "runs": runs}
+
+
+def render_report(mr: MachineResults) -> str:
+    failed = mr.failed()
+    failed_table = Table("", ["experiment", "model", "size", "format", "variant", "status",
+                              "reason"],
+                         [[c["experiment"], c["model"], c["size"], c["format"],
+                           c.get("variant", ""), c["status"], c["reason"]] for c in failed])
+    return environment().get_template("report.html.j2").render(
+        m=mr, ram=Num(mr.machine["ram_bytes"], "B"), failed=failed, failed_table=failed_table,
+        guide=guide(mr), sections=sections(mr.experiments(), mr.machine), **machine_card(mr))
+
+
+def safe_dirname(machine_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", machine_id).strip(".") or "machine"
+
+
+def write_reports(paths: list[Path], output_dir: Path) -> list[Path]:
+    """Write `output_dir/<machine>/index.html` per machine found, then the index of all."""
+    written = []
+    for mr in load(paths):
+        folder = Path(output_dir) / safe_dirname(mr.machine_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        page = folder / "index.html"
+        page.write_text(render_report(mr), encoding="utf-8")
+        m = mr.machine
+        write_atomic(folder / SUMMARY, {
+            "machine_id": mr.machine_id, "arch": m["arch"], "cpu_model": m["cpu_model"],
+            "cores_logical": m["cores_logical"], "python": m["python"],
+            "sklearn": m["packages"].get("scikit-learn"),
+            "last_run": max(r["started"] for r in mr.runs),
+            "cells": len(mr.cells), "failed": len(mr.failed()),
+            "sources": [r["path"] for r in mr.runs]})
+        written.append(page)
+    write_index(Path(output_dir))
+    return written
+
+
+def write_index(output_dir: Path) -> Path:
+    """List every machine report under `output_dir`, including ones written earlier."""
+    entries = []
+    for summary in sorted(output_dir.glob(f"*/{SUMMARY}")):
+        try:
+            entry = json.loads(summary.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue  # not a report folder of ours
+        if (summary.parent / "index.html").exists():
+            entries.append({**entry, "machine_id": summary.parent.name})
+    index = output_dir / "index.html"
+    index.write_text(environment().get_template("index.html.j2").render(
+        entries=entries, columns=["machine", "arch", "CPU", "cores", "Python", "scikit-learn",
+                                  "last run", "cells", "not ok"]), encoding="utf-8")
+    return index
+
+

@@ -1,0 +1,65 @@
+"""Numbers as the report shows them: humanised text, with the exact value kept for hover.
+
+Results hold SI base units; a `Num` carries one such value and its unit, so every renderer
+(HTML with a `title` attribute, Markdown, the terminal) humanises it the same way.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from harness.units import human_bytes, human_seconds
+
+
+@dataclass(frozen=True)
+class Num:
+    value: float | int | None
+    unit: str = ""  # "s", "B", "B/s", "x" (a ratio), "%" (a fraction 0..1) or "" (plain)
+
+    def text(self) -> str:
+        v = self.value
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "-"
+        if isinstance(v, float) and math.isinf(v):
+            return "∞"
+        if self.unit == "s":
+            return human_seconds(v)
+        if self.unit == "B":
+            return human_bytes(v)
+        if self.unit == "B/s":
+            return f"{human_bytes(v)}/s"
+        if self.unit == "x":
+            return f"{v:.3g}×"
+        if self.unit == "%":
+            return f"{v * 100:.3g}\u00a0%"
+        return str(v) if isinstance(v, int) else f"{v:.4g}"
+
+    def exact(self) -> str:
+        v = self.value
+        if v is None:
+            return "not measured"
+        unit = {"B": " bytes", "s": " s", "B/s": " bytes/s", "x": " (ratio)",
+                "%": " (fraction)"}.get(self.unit, "")
+        return f"{v!r}{unit}"
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+Part = str | Num
+Sentence = tuple[Part, ...]
+
+
+def plain(sentence: Sentence) -> str:
+    """A sentence as text: what Markdown and the terminal print."""
+    return "".join(str(p) for p in sentence)
+
+
+def median(measure) -> float | None:
+    """The median of a timing dict `{"min","median","max","n"}` or a plain number."""
+    if isinstance(measure, dict):
+        return measure.get("median")
+    if isinstance(measure, bool):
+        return None
+    return measure if isinstance(measure, int | float) else None

@@ -1,0 +1,305 @@
+"""One section per experiment: tables and figures built from its cells.
+
+Adding a view for an experiment is one function:
+
+    @view("myexperiment", "Title shown in the report")
+    def _myexperiment(cells: list[dict], machine: dict) -> list[Block]:
+        return [Table(...), Figure(...), Paragraph(...)]
+
+Experiments without a view get `generic_view`: a table of every cell with its status,
+reason and scalar measures, so nothing measured is ever missing from the report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from harness.report import charts
+from harness.report.values import Num, median
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]  # Num, str, bool or None per column
+    note: str = ""
+
+
+@dataclass
+class Figure:
+    title: str
+    svg: str
+    caption: str = ""
+
+
+@dataclass
+class Paragraph:
+    text: str
+
+
+Block = Table | Figure | Paragraph
+View = Callable[[list[dict], dict], list[Block]]
+
+
+@dataclass
+class Section:
+    experiment: str
+    title: str
+    blocks: list[Block] = field(default_factory=list)
+
+
+VIEWS: dict[str, tuple[str, View]] = {}
+
+
+def view(experiment: str, title: str) -> Callable[[View], View]:
+    """Register the section of `experiment` (the documented hook for new experiments)."""
+
+    def register(fn: View) -> View:
+        VIEWS[experiment] = (title, fn)
+        return fn
+
+    return register
+
+
+def sections(experiments: dict[str, list[dict]], machine: dict) -> list[Section]:
+    out = []
+    for name, cells in experiments.items():
+        title, fn = VIEWS.get(name, (f"{name} (all cells)", generic_view))
+        out.append(Section(name, title, fn(cells, machine)))
+    return out
+
+
+# --------------------------------------------------------------------------- helpers
+
+def row_label(cell: dict) -> str:
+    return cell["model"] if cell["size"] == "small" else f"{cell['model']} ({cell['size']})"
+
+
+def status(cell: dict) -> str:
+    return cell["status"] if cell["status"] == "ok" else f"{cell['status']}: {cell['reason']}"
+
+
+def grid(cells: list[dict], value: Callable[[dict], float | None]):
+    """(row labels, {format: [value per row]}) over the ok cells."""
+    rows = list(dict.fromkeys(row_label(c) for c in cells))
+    series: dict[str, list] = {}
+    for cell in cells:
+        if cell["status"] != "ok":
+            continue
+        series.setdefault(cell["format"], [None] * len(rows))
+        series[cell["format"]][rows.index(row_label(cell))] = value(cell)
+    return rows, series
+
+
+def scalar_measures(cell: dict) -> dict[str, Num | str | bool]:
+    """Top-level numbers, flags and short texts of a cell; timing dicts give their median."""
+    skip = {"cell_id", "experiment", "model", "size", "format", "variant", "status", "reason",
+            "elapsed_s"}
+    out: dict[str, Num | str | bool] = {}
+    for key, value in cell.items():
+        if key in skip or "samples" in key:
+            continue
+        unit = "s" if key.endswith("_s") else "B" if key.endswith("_bytes") else \
+            "B/s" if key.endswith(("_bps", "_per_s")) else ""
+        if isinstance(value, bool) or (isinstance(value, str) and len(value) <= 80):
+            out[key] = value
+        elif isinstance(value, dict) and "median" in value:
+            out[key] = Num(value["median"], unit)
+        elif isinstance(value, int | float):
+            out[key] = Num(value, unit)
+    return out
+
+
+def generic_view(cells: list[dict], machine: dict) -> list[Block]:
+    measures = [scalar_measures(c) for c in cells]
+    keys = list(dict.fromkeys(k for m in measures for k in m))
+    rows = [[c["model"], c["size"], c["format"], c.get("variant", ""), status(c),
+             *[m.get(k) for k in keys]] for c, m in zip(cells, measures, strict=True)]
+    return [Table("cells", ["model", "size", "format", "variant", "status", *keys], rows,
+                  note="Timings are medians; hover a number for its exact value.")]
+
+
+def _ok(cells: list[dict]) -> list[dict]:
+    return [c for c in cells if c["status"] == "ok"]
+
+
+# ------------------------------------------------------------------------ roundtrip
+
+@view("roundtrip", "Round trip: dump, load, size, memory, fidelity")
+def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
+    blocks: list[Block] = [Table(
+        "per model and format (medians)",
+        ["model", "size", "format", "status", "file", "dump", "load (warm)", "load (cold)",
+         "first predict after cold load", "dump +RSS", "load +RSS", "predictions equal"],
+        [[c["model"], c["size"], c["format"], status(c), Num(c.get("file_bytes"), "B"),
+          Num(median(c.get("dump_s")), "s"), Num(median(c.get("load_s")), "s"),
+          Num(median(c.get("load_cold_s")), "s"),
+          Num(median(c.get("load_cold_first_predict_s")), "s"),
+          Num(c.get("dump_peak_rss_bytes"), "B"), Num(c.get("load_peak_rss_bytes"), "B"),
+          c.get("roundtrip_equal")] for c in cells],
+        note="+RSS is the phase's peak resident memory above what the process held before it.")]
+    if not _ok(cells):
+        return [*blocks, Paragraph("No round-trip cell succeeded, so there is nothing to plot.")]
+
+    panels = []
+    for key, title in (("dump_s", "dump"), ("load_s", "load, warm cache"),
+                       ("load_cold_s", "load, cold cache")):
+        rows, series = grid(cells, lambda c, k=key: median(c.get(k)))
+        panels.append((title, series))
+    blocks.append(Figure("dump and load time per format (median, log scale)",
+                         charts.dot_panels(rows, panels, "s")))
+    rows, sizes = grid(cells, lambda c: c.get("file_bytes"))
+    blocks.append(Figure("file size per format (log scale)",
+                         charts.dot_panels(rows, [("file size", sizes)], "B")))
+    panels = [(title, grid(cells, lambda c, k=key: c.get(k))[1])
+              for key, title in (("dump_peak_rss_bytes", "dump"),
+                                 ("load_peak_rss_bytes", "load, warm"),
+                                 ("load_cold_peak_rss_bytes", "load, cold"))]
+    blocks.append(Figure(
+        "peak RSS above the phase's start, per phase (symmetric log scale)",
+        charts.dot_panels(rows, panels, "B", scale="symlog", linthresh=2**16),
+        "Zero means the phase never raised the process's high-water mark."))
+
+    groups: dict[str, list] = {}
+    for c in _ok(cells):
+        load = median(c.get("load_s"))
+        if c.get("file_bytes") and load:
+            groups.setdefault(row_label(c), []).append((c["format"], c["file_bytes"], load))
+    blocks.append(Figure(
+        "file size against warm load time, Pareto front dashed",
+        charts.pareto_grid(groups, "B", "s", "file size", "load time"),
+        "A format on the front is not beaten on both size and load time by any other."))
+    blocks += _throughput(cells, (machine.get("calibration") or {}))
+    blocks.append(Table(
+        "fidelity: does the loaded model predict what the original did?",
+        ["model", "size", "format", "predictions equal", "label agreement",
+         "max |Δ probability|"],
+        [[c["model"], c["size"], c["format"], c.get("roundtrip_equal"),
+          Num(c.get("label_agreement"), "%"), Num(c.get("proba_max_abs_diff"))]
+         for c in _ok(cells)],
+        note="Python formats must give bitwise-equal outputs; ONNX computes in float32."))
+    return blocks
+
+
+def _throughput(cells: list[dict], calibration: dict) -> list[Block]:
+    """Load speed as a share of what this machine's page cache and disk deliver."""
+    warm_bw = calibration.get("page_cache_read_bps")
+    cold_bw = calibration.get("cold_read_bps")
+    if not warm_bw:
+        return [Paragraph("This run has no bandwidth calibration (--no-calibrate), so load "
+                          "throughput cannot be read as a share of the machine's limits.")]
+
+    def share(cell: dict, key: str, bandwidth: float | None) -> float | None:
+        seconds = median(cell.get(key))
+        if not (seconds and bandwidth and cell.get("file_bytes")):
+            return None
+        return cell["file_bytes"] / seconds / bandwidth
+
+    rows, warm = grid(cells, lambda c: share(c, "load_s", warm_bw))
+    panels = [("warm load / page-cache read bandwidth", warm)]
+    if cold_bw:
+        panels.append(("cold load / cold read bandwidth",
+                       grid(cells, lambda c: share(c, "load_cold_s", cold_bw))[1]))
+    return [Figure(
+        "load throughput (file bytes / load time) as a fraction of calibrated bandwidth",
+        charts.dot_panels(rows, panels, "%"),
+        f"Calibration: page-cache read {Num(warm_bw, 'B/s')}, cold read {Num(cold_bw, 'B/s')}."
+        " Small files are dominated by fixed costs, so their share is tiny.")]
+
+
+# -------------------------------------------------------------------------- sharing
+
+@view("sharing", "Sharing one model between N processes (memory mapping)")
+def sharing_view(cells: list[dict], machine: dict) -> list[Block]:
+    table = Table(
+        "memory of N processes that loaded the model and predicted once",
+        ["model", "size", "format", "variant", "status", "processes", "file", "total PSS",
+         "total USS", "total RSS", "shared", "model PSS", "median load"],
+        [[c["model"], c["size"], c["format"], c.get("variant", ""), status(c),
+          Num(c.get("processes")), Num(c.get("file_bytes"), "B"),
+          Num(c.get("total_pss_bytes"), "B"), Num(c.get("total_uss_bytes"), "B"),
+          Num(c.get("total_rss_bytes"), "B"), Num(c.get("shared_bytes"), "B"),
+          Num(c.get("model_pss_bytes"), "B"), Num(median(c.get("load_s")), "s")]
+         for c in cells],
+        note="PSS splits each shared page among the processes that map it; USS counts "
+             "private pages only.")
+    groups: dict[str, dict[str, list]] = {}
+    for c in _ok(cells):
+        if c.get("processes") and c.get("total_pss_bytes") is not None:
+            groups.setdefault(row_label(c), {}).setdefault(c["format"], []).append(
+                (c["processes"], c["total_pss_bytes"]))
+    if not groups:
+        return [table]
+    return [table, Figure("total PSS of all processes against their number",
+                          charts.line_grid(groups, "processes", "total PSS", "B",
+                                           logx=False))]
+
+
+# ------------------------------------------------------------------------ inference
+
+def speedups(cell: dict) -> dict[str, list[tuple[int, float, float, float]]]:
+    """{method: [(batch, sklearn median, onnxruntime median, speedup)]} of one cell."""
+    by_key = {(p["runtime"], p["method"], p["batch_size"]): p["median_s"]
+              for p in cell.get("latency") or [] if p.get("median_s")}
+    out: dict[str, list] = {}
+    for (runtime, method, batch), skl in sorted(by_key.items(), key=lambda kv: kv[0][2]):
+        ort = by_key.get(("onnxruntime", method, batch))
+        if runtime == "sklearn" and ort:
+            out.setdefault(method, []).append((batch, skl, ort, skl / ort))
+    return out
+
+
+@view("inference", "ONNX Runtime against scikit-learn")
+def inference_view(cells: list[dict], machine: dict) -> list[Block]:
+    blocks: list[Block] = [Table(
+        "conversion and fidelity",
+        ["model", "size", "status", "convert", "ONNX file", "session create", "threads",
+         "label agreement", "max |Δ probability|"],
+        [[c["model"], c["size"], status(c), Num(median(c.get("convert_s")), "s"),
+          Num(c.get("onnx_file_bytes"), "B"), Num(median(c.get("session_create_s")), "s"),
+          Num(c.get("threads")), Num(c.get("label_agreement"), "%"),
+          Num(c.get("proba_max_abs_diff"))] for c in cells])]
+    rows, groups = [], {}
+    for c in _ok(cells):
+        for method, pts in speedups(c).items():
+            for batch, skl, ort, speed in pts:
+                rows.append([c["model"], c["size"], method, Num(batch), Num(skl, "s"),
+                             Num(ort, "s"), Num(speed, "x")])
+            groups.setdefault(row_label(c), {})[method] = [(b, s) for b, _, _, s in pts]
+    if rows:
+        blocks.append(Table("latency per batch (medians)",
+                            ["model", "size", "method", "batch", "scikit-learn", "onnxruntime",
+                             "speedup"], rows,
+                            note="speedup = scikit-learn time / onnxruntime time; above 1, "
+                                 "ONNX Runtime is faster."))
+        blocks.append(Figure("ONNX Runtime speedup against batch size (above 1: faster)",
+                             charts.line_grid(groups, "batch size", "speedup", logy=True,
+                                              reference=1.0)))
+    return blocks
+
+
+# ------------------------------------------------------------------------ footprint
+
+SERVERS = ("onnx_server", "sklearn_server")
+
+
+@view("footprint", "Serving footprint: a fresh process that loads and predicts once")
+def footprint_view(cells: list[dict], machine: dict) -> list[Block]:
+    rows = []
+    for c in cells:
+        if c["status"] != "ok":
+            rows.append([c["model"], c["size"], status(c), "", None, None, None, None])
+        for server in SERVERS:
+            s = c.get(server) or {}
+            if s:
+                rows.append([c["model"], c["size"], "ok", server,
+                             Num(median(s.get("import_s")), "s"),
+                             Num(median(s.get("load_s")), "s"),
+                             Num(median(s.get("first_predict_s")), "s"),
+                             Num(s.get("rss_after_predict_bytes"), "B")])
+    return [Table("server start-up and memory",
+                  ["model", "size", "status", "server", "import", "load", "first predict",
+                   "RSS after predict"], rows)]
