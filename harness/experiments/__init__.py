@@ -20,7 +20,7 @@ from typing import Any
 
 from harness.results import cell_id
 
-EXPERIMENT_MODULES = ("roundtrip", "compat", "sharing", "inference", "footprint")
+EXPERIMENT_MODULES = ("roundtrip", "compat", "sharing", "inference", "footprint", "security")
 
 
 @dataclass(frozen=True)
