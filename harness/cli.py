@@ -214,6 +214,23 @@ def cmd_compat(args) -> int:
     return 0
 
 
+def cmd_audit(args) -> int:
+    """Exit 0 clean, 1 flagged, 2 unreadable: usable as a gate before loading a file."""
+    import json
+
+    from harness.audit import Unreadable, audit, render
+
+    trusted = tuple(n.strip() for n in (args.trust or "").split(",") if n.strip())
+    try:
+        report = audit(args.file, trusted)
+    except Unreadable as exc:
+        if args.json:
+            print(json.dumps({"path": str(args.file), "exit_status": 2, "error": str(exc)}))
+        raise UsageError(f"{args.file}: cannot audit: {exc}") from exc
+    print(json.dumps(report.to_json(), indent=1) if args.json else render(report))
+    return report.exit_status
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="persistbench",
                     description="Measure how to persist a scikit-learn model on this machine.")
@@ -276,6 +293,14 @@ def build_parser() -> Parser:
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the machine bandwidth calibration (a few seconds)")
     p.set_defaults(func=cmd_compat)
+
+    p = sub.add_parser("audit", help="what loading FILE would import and call, without "
+                                     "loading it (exit 0 clean, 1 flagged, 2 unreadable)")
+    p.add_argument("file", type=Path, metavar="FILE")
+    p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    p.add_argument("--trust", metavar="MODULES",
+                   help="comma-separated module prefixes of your own code to accept")
+    p.set_defaults(func=cmd_audit)
     return parser
 
 
