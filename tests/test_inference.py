@@ -17,7 +17,7 @@ def test_fidelity_finds_a_planted_difference():
     other_labels, other_proba = labels.copy(), proba.copy()
     other_labels[[5, 50, 95]] += 1  # three of a hundred disagree
     other_proba[7, 2] += 0.25
-    out = inference.fidelity(True, (labels, proba), (other_labels, other_proba))
+    out = inference.fidelity((labels, proba), (other_labels, other_proba))
     assert out["label_agreement"] == pytest.approx(0.97)
     assert out["proba_max_abs_diff"] == pytest.approx(0.25)
     assert "roundtrip_equal" not in out
@@ -25,10 +25,10 @@ def test_fidelity_finds_a_planted_difference():
 
 def test_fidelity_of_a_regressor_is_the_value_drift():
     want = np.array([1.0, -2.0, 4.0])
-    out = inference.fidelity(False, (want, None), (want + np.array([0, 0.5, 0]), None))
-    assert out["label_agreement"] is None
-    assert out["value_max_abs_diff"] == pytest.approx(0.5)
-    assert out["value_max_rel_diff"] == pytest.approx(0.25)
+    out = inference.fidelity((want, None), (want + np.array([0, 0.5, 0]), None))
+    assert out["label_agreement"] is None and out["proba_max_abs_diff"] is None
+    assert out["prediction_max_abs_diff"] == pytest.approx(0.5)
+    assert out["prediction_max_rel_diff"] == pytest.approx(0.25)
 
 
 def test_heldout_rows_draw_each_column_from_its_own_values():
