@@ -87,8 +87,8 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
     },
     "hist_gb": {
         "small": {"n_samples": 1_000, "n_features": 10, "max_iter": 20, "n_classes": 3},
-        "medium": {"n_samples": 50_000, "n_features": 50, "max_iter": 300, "n_classes": 10},
-        "large": {"n_samples": 100_000, "n_features": 100, "max_iter": 200, "n_classes": 10},
+        "medium": {"n_samples": 50_000, "n_features": 50, "max_iter": 100, "n_classes": 10},
+        "large": {"n_samples": 100_000, "n_features": 100, "max_iter": 300, "n_classes": 10},
     },
     "kneighbors": {
         "small": {"n_samples": 1_000, "n_features": 10},
