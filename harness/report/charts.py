@@ -13,7 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, NullFormatter
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from harness.formats import FORMATS
 from harness.report.values import Num
@@ -76,11 +76,11 @@ def dot_panels(rows: Sequence[str], panels: Sequence[tuple[str, dict[str, list]]
             if pts:
                 ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, label=fmt,
                            color=colour(fmt, labels), marker=marker(fmt, labels), zorder=3)
-        if scale == "symlog":
-            ax.set_xscale("symlog", linthresh=linthresh)
+        ax.set_xscale(scale, **({"linthresh": linthresh} if scale == "symlog" else {}))
+        if scale != "log":  # a linear or symlog axis starts at zero: no exaggerated gaps
             ax.set_xlim(left=0)
-        else:
-            ax.set_xscale(scale)
+            if scale == "linear":
+                ax.xaxis.set_major_locator(MaxNLocator(4))
         _unit_axis(ax, unit)
         ax.set_title(title)
         ax.set_yticks(range(len(rows)), list(rows))
@@ -143,7 +143,7 @@ def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
 
 
 def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: str,
-              ylabel: str, yunit: str = "", logx: bool = True, logy: bool = False,
+              ylabel: str, yunit: str, logx: bool = True, logy: bool = False,
               reference: float | None = None) -> str:
     """Small multiples of lines: per panel, {series: [(x, y), ...]}; `reference` a dashed y."""
     cols = min(3, len(groups))
@@ -152,19 +152,18 @@ def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: s
     for ax in axes.flat[len(groups):]:
         ax.set_visible(False)
     for ax, (title, series) in zip(axes.flat, groups.items(), strict=False):
-        names = list(series)
-        for name, pts in series.items():
+        for i, (name, pts) in enumerate(series.items()):
             pts = sorted(pts)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=marker(name, names),
-                    color=colour(name, names), label=name, ms=4)
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=MARKERS[i % len(MARKERS)],
+                    color=plt.get_cmap("tab10")(i % 10), label=name, ms=4)
         if reference is not None:
             ax.axhline(reference, color="grey", lw=1, ls="--")
         if logx:
             ax.set_xscale("log")
         if logy:
             ax.set_yscale("log")
-        if yunit:
-            _unit_axis(ax, yunit, "y")
+        _unit_axis(ax, "", "x")
+        _unit_axis(ax, yunit, "y")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

@@ -57,9 +57,13 @@ def _kind(key: str) -> tuple[str, bool] | None:
 
 
 def _samples(container: dict, key: str) -> tuple[float, ...]:
-    """The raw samples kept next to a measure: `x_s_samples` or `x_samples_bytes`."""
-    name = key[:-len("_bytes")] + "_samples_bytes" if key.endswith("_bytes") else \
-        f"{key}_samples"
+    """The raw samples kept next to a measure: `x_s_samples`, `x_samples_bytes`, `samples_s`."""
+    if key.startswith("median_"):  # {"median_s": …, "samples_s": […]}
+        name = "samples_" + key[len("median_"):]
+    elif key.endswith("_bytes"):
+        name = key[:-len("_bytes")] + "_samples_bytes"
+    else:
+        name = f"{key}_samples"
     found = container.get(name)
     return tuple(float(v) for v in found) if isinstance(found, list) else ()
 

@@ -112,7 +112,10 @@ def serve_answer(rt: dict[str, dict], inference: list[dict], footprint: list[dic
             " of the evaluation rows",
             *((", probabilities within ", Num(onnx["proba_max_abs_diff"]))
               if onnx.get("proba_max_abs_diff") is not None else ()), "."))
+    onnx_failed = onnx is not None and onnx["status"] != "ok"  # said once above
     for cell in inference:
+        if cell["status"] != "ok" and onnx_failed:
+            continue
         if cell["status"] != "ok":
             out.append(("The ONNX Runtime inference benchmark failed: ", *_failure(cell), "."))
             continue
@@ -124,6 +127,8 @@ def serve_answer(rt: dict[str, dict], inference: list[dict], footprint: list[dic
                 *(("; on a batch of ", Num(bn), ": ", Num(ortn, "s"), " against ",
                    Num(skln, "s"), " (", *_faster(sn), ")") if bn != b1 else ()), "."))
     for cell in footprint:
+        if cell["status"] != "ok" and onnx_failed:
+            continue
         if cell["status"] != "ok":
             out.append(("The serving footprint benchmark failed: ", *_failure(cell), "."))
             continue
@@ -136,11 +141,13 @@ def serve_answer(rt: dict[str, dict], inference: list[dict], footprint: list[dic
             return sum(median(server.get(k)) or 0.0
                        for k in ("import_s", "load_s", "first_predict_s"))
 
+        leaner = (Num(rss_s / rss_o, "x"), " less memory") if rss_s >= rss_o else \
+            (Num(rss_o / rss_s, "x"), " more memory")
         out.append((
             "A fresh ONNX Runtime server holds ", Num(rss_o, "B"), " after its first "
-            "prediction against ", Num(rss_s, "B"), " for a scikit-learn one (",
-            Num(rss_s / rss_o, "x"), " the memory), and is ready after ",
-            Num(ready(onnx_s), "s"), " against ", Num(ready(skl_s), "s"), "."))
+            "prediction against ", Num(rss_s, "B"), " for a scikit-learn one (", *leaner,
+            "), and is ready after ", Num(ready(onnx_s), "s"), " against ",
+            Num(ready(skl_s), "s"), " (import, load and first prediction)."))
     return out
 
 
@@ -212,10 +219,15 @@ def _sharing_sentences(sharing: list[dict]) -> list[Sentence]:
                  "; ".join(f"{f} totals {Num(c['total_pss_bytes'], 'B')} PSS"
                            for f, c in at_n.items()), ".")]
     saved = base["total_pss_bytes"] - mmap["total_pss_bytes"]
-    return [(f"With {n} processes, joblib-mmap totals ", Num(mmap["total_pss_bytes"], "B"),
-             " of PSS against ", Num(base["total_pss_bytes"], "B"), f" for {base['format']}: "
-             "memory mapping ", "saves " if saved >= 0 else "costs ", Num(abs(saved), "B"),
-             " (", Num(abs(saved) / base["total_pss_bytes"], "%"), ").")]
+    own = (("; the model's own share (beyond idle servers) is ",
+            Num(mmap["model_pss_bytes"], "B"), " against ", Num(base["model_pss_bytes"], "B"))
+           if mmap.get("model_pss_bytes") is not None
+           and base.get("model_pss_bytes") is not None else ())
+    return [(f"With {n} serving processes, joblib-mmap totals ",
+             Num(mmap["total_pss_bytes"], "B"), " of PSS against ",
+             Num(base["total_pss_bytes"], "B"), f" for {base['format']}: memory mapping ",
+             "saves " if saved >= 0 else "costs ", Num(abs(saved), "B"), " (",
+             Num(abs(saved) / base["total_pss_bytes"], "%"), ")", *own, ".")]
 
 
 def custom_code_answer(rt: dict[str, dict]) -> list[Sentence]:

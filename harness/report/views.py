@@ -226,16 +226,24 @@ def sharing_view(cells: list[dict], machine: dict) -> list[Block]:
          for c in cells],
         note="PSS splits each shared page among the processes that map it; USS counts "
              "private pages only.")
-    groups: dict[str, dict[str, list]] = {}
-    for c in _ok(cells):
-        if c.get("processes") and c.get("total_pss_bytes") is not None:
-            groups.setdefault(row_label(c), {}).setdefault(c["format"], []).append(
-                (c["processes"], c["total_pss_bytes"]))
-    if not groups:
+    ok = [c for c in _ok(cells) if c.get("total_pss_bytes") is not None]
+    if not ok:
         return [table]
-    return [table, Figure("total PSS of all processes against their number",
-                          charts.line_grid(groups, "processes", "total PSS", "B",
-                                           logx=False))]
+
+    def label(c: dict) -> str:
+        return f"{row_label(c)}, {c.get('processes')} processes"
+
+    rows = list(dict.fromkeys(label(c) for c in ok))
+    panels = []
+    for key, title in (("total_pss_bytes", "total PSS"), ("model_pss_bytes", "model PSS "
+                                                          "(beyond idle servers)"),
+                       ("total_uss_bytes", "total USS (private)")):
+        series: dict[str, list] = {}
+        for c in ok:
+            series.setdefault(c["format"], [None] * len(rows))[rows.index(label(c))] = c.get(key)
+        panels.append((title, series))
+    return [table, Figure("memory of all serving processes together, per format",
+                          charts.dot_panels(rows, panels, "B", scale="linear"))]
 
 
 # ------------------------------------------------------------------------ inference
@@ -252,6 +260,12 @@ def speedups(cell: dict) -> dict[str, list[tuple[int, float, float, float]]]:
     return out
 
 
+def _threads(value) -> Num | str | None:
+    if isinstance(value, dict):
+        return ", ".join(f"{k} {v}" for k, v in value.items() if v is not None)
+    return Num(value) if value is not None else None
+
+
 @view("inference", "ONNX Runtime against scikit-learn")
 def inference_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks: list[Block] = [Table(
@@ -260,7 +274,7 @@ def inference_view(cells: list[dict], machine: dict) -> list[Block]:
          "label agreement", "max |Δ probability|"],
         [[c["model"], c["size"], status(c), Num(median(c.get("convert_s")), "s"),
           Num(c.get("onnx_file_bytes"), "B"), Num(median(c.get("session_create_s")), "s"),
-          Num(c.get("threads")), Num(c.get("label_agreement"), "%"),
+          _threads(c.get("threads")), Num(c.get("label_agreement"), "%"),
           Num(c.get("proba_max_abs_diff"))] for c in cells])]
     rows, groups = [], {}
     for c in _ok(cells):
@@ -276,7 +290,7 @@ def inference_view(cells: list[dict], machine: dict) -> list[Block]:
                             note="speedup = scikit-learn time / onnxruntime time; above 1, "
                                  "ONNX Runtime is faster."))
         blocks.append(Figure("ONNX Runtime speedup against batch size (above 1: faster)",
-                             charts.line_grid(groups, "batch size", "speedup", logy=True,
+                             charts.line_grid(groups, "batch size", "speedup", "x", logy=True,
                                               reference=1.0)))
     return blocks
 
