@@ -20,7 +20,8 @@ from typing import Any
 
 from harness.results import cell_id
 
-EXPERIMENT_MODULES = ("roundtrip", "compat", "sharing", "inference", "footprint", "security")
+EXPERIMENT_MODULES = ("roundtrip", "compat", "sharing", "inference", "footprint", "security",
+                      "robustness")
 
 
 @dataclass(frozen=True)
