@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.experiments import EXPERIMENT_MODULES, experiment
-from harness.formats import FORMATS
+from harness.formats import FORMATS, Unsupported
 from harness.models import MODELS, SIZES, UsageError, user_spec
 from harness.profiles import PROFILES
 from harness.results import ResultsError
@@ -231,6 +231,55 @@ def cmd_audit(args) -> int:
     return report.exit_status
 
 
+def _arrays(paths: list[Path] | None, option: str, need_y: bool) -> tuple:
+    from harness.metadata import load_array
+
+    if not paths:
+        return None, None
+    if len(paths) > 2 or (need_y and len(paths) != 2):
+        raise UsageError(f"{option} takes X.npy{' Y.npy' if need_y else ' [Y.npy]'}, "
+                         f"got {len(paths)} files")
+    X = load_array(paths[0])
+    return X, load_array(paths[1]) if len(paths) == 2 else None
+
+
+def cmd_save(args) -> int:
+    from harness import metadata
+
+    X, y = _arrays(args.train_data, "--train-data", need_y=False)
+    if args.cv and y is None:
+        raise UsageError("--cv needs --train-data X.npy Y.npy")
+    est, X_eval, script, recipe = metadata.fitted_from_source(args.source, args.seed)
+    # Without data the recipe that regenerates it (zoo or factory) is the reference.
+    reference = args.data_ref or (recipe if X is None else None)
+    try:
+        sidecar = metadata.save(est, args.out, args.format, X_sample=X_eval, X_train=X,
+                                y_train=y, data_reference=reference,
+                                script=args.script or script, cv_folds=args.cv,
+                                cv_score=args.cv_score, scoring=args.scoring)
+    except Unsupported as exc:
+        print(f"persistbench: {args.format} cannot save this model: {exc}", file=sys.stderr)
+        return 1
+    print(f"model: {args.out} ({sidecar['model']['bytes']} bytes, {args.format})")
+    print(f"sidecar: {metadata.sidecar_path(args.out)}")
+    return 0
+
+
+def cmd_check(args) -> int:
+    import json
+
+    from harness import metadata
+
+    data = tuple(args.data) if args.data else None
+    found = metadata.check(args.model, args.sidecar, data, args.tolerance)
+    if args.json:
+        print(json.dumps(metadata.findings_json(found), indent=1, default=str))
+    else:
+        for finding in found:
+            print(finding.line())
+    return 1 if any(f.fatal and not f.matches for f in found) else 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="persistbench",
                     description="Measure how to persist a scikit-learn model on this machine.")
@@ -293,6 +342,35 @@ def build_parser() -> Parser:
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the machine bandwidth calibration (a few seconds)")
     p.set_defaults(func=cmd_compat)
+
+    p = sub.add_parser("save", help="save a model with a metadata sidecar (MODEL.meta.json)")
+    p.add_argument("source", metavar="MODEL_SOURCE",
+                   help="zoo model as name[@size] (e.g. logreg@small) or package.module:factory")
+    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--out", required=True, type=Path, help="model file to write")
+    p.add_argument("--train-data", nargs="+", type=Path, metavar="NPY",
+                   help="X.npy [Y.npy]: the training data to fingerprint (and score on)")
+    p.add_argument("--data-ref", help="a reference to an immutable snapshot of the training data")
+    p.add_argument("--script", type=Path,
+                   help="source that produced the model (default: the zoo or factory module)")
+    score = p.add_mutually_exclusive_group()
+    score.add_argument("--cv", type=_positive(int), metavar="FOLDS",
+                       help="compute a cross-validation score on --train-data")
+    score.add_argument("--cv-score", type=float, help="a cross-validation score you computed")
+    p.add_argument("--scoring", help="scikit-learn scorer name (default: the estimator's score)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_save)
+
+    p = sub.add_parser("check", help="compare a model's sidecar with this environment "
+                                     "(exit 1 on a scikit-learn version or score mismatch)")
+    p.add_argument("model", type=Path, metavar="MODEL")
+    p.add_argument("--sidecar", type=Path, help="default: MODEL.meta.json")
+    p.add_argument("--data", nargs=2, type=Path, metavar=("X.npy", "Y.npy"),
+                   help="re-score the model on this data (in a child process)")
+    p.add_argument("--tolerance", type=_positive(float), default=0.05,
+                   help="allowed distance from the saved cross-validation score (default 0.05)")
+    p.add_argument("--json", action="store_true", help="findings as JSON")
+    p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("audit", help="what loading FILE would import and call, without "
                                      "loading it (exit 0 clean, 1 flagged, 2 unreadable)")
