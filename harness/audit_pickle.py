@@ -350,5 +350,8 @@ def walk_stream(stream: BinaryIO, walk: PickleWalk, depth: int = 0) -> None:
     except StreamError:
         raise
     except (ValueError, EOFError, OSError, IndexError, KeyError, TypeError) as exc:
-        raise StreamError(f"{type(exc).__name__}: {exc}") from exc
+        text = f"{type(exc).__name__}: {exc}"
+        if "exhausted" in text or "remain" in text or isinstance(exc, EOFError):
+            text += " (truncated file?)"
+        raise StreamError(text) from exc
     raise StreamError("pickle stream ends without STOP (truncated?)")
