@@ -280,6 +280,26 @@ def cmd_check(args) -> int:
     return 1 if any(f.fatal and not f.matches for f in found) else 0
 
 
+def cmd_profile(args) -> int:
+    from harness.machine import fingerprint
+    from harness.profile import default_dir, profile
+    from harness.units import human_bytes
+
+    machine_id = fingerprint(REPORTS_DIR)["machine_id"]
+    output = args.output or default_dir(REPORTS_DIR, machine_id)
+    info = profile(args.model, args.size, args.format, args.phase, output, args.timeout,
+                   machine_id)
+    if info["status"] != "ok":
+        print(f"persistbench: no profile: {info['status']}: {info.get('reason')}",
+              file=sys.stderr)
+        return 1
+    print(f"peak memory of the {args.phase} (memray): {human_bytes(info['peak_memory_bytes'])} "
+          f"({info['peak_memory_bytes']} bytes, {info['total_allocations']} allocations)")
+    print(f"flamegraph: {output / info['flamegraph']}")
+    print(f"capture: {output / info['capture']}")
+    return 0
+
+
 def build_parser() -> Parser:
     parser = Parser(prog="persistbench",
                     description="Measure how to persist a scikit-learn model on this machine.")
@@ -379,6 +399,17 @@ def build_parser() -> Parser:
     p.add_argument("--trust", metavar="MODULES",
                    help="comma-separated module prefixes of your own code to accept")
     p.set_defaults(func=cmd_audit)
+
+    p = sub.add_parser("profile", help="memray capture, flamegraph and peak of one cell phase")
+    p.add_argument("--model", required=True, help="zoo model or package.module:factory")
+    p.add_argument("--size", default="small", help="model size (default small)")
+    p.add_argument("--format", required=True, choices=list(FORMATS))
+    p.add_argument("--phase", required=True, choices=["dump", "load"])
+    p.add_argument("--output", type=Path,
+                   help="directory (default reports/<machine-id>/profiles)")
+    p.add_argument("--timeout", type=_positive(float), default=600.0,
+                   help="seconds before the profiled child is killed (default 600)")
+    p.set_defaults(func=cmd_profile)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""asv benchmark suites of persistbench (pytest-benchmark suites live in benchmarks/pytest/)."""

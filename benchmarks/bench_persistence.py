@@ -1,0 +1,189 @@
+"""asv suites: how long persisting a scikit-learn model takes, and what it costs in memory.
+
+A thin front over the harness (`harness.fronts`): asv times the format registry's own
+`dump`, `load` and the models' predictions; the per-phase peak RSS, file size and shared PSS
+are the harness's cell measures, taken in child processes by its runner. asv's `peakmem_`
+is not used: it reports the whole process's lifetime peak (imports included), not a phase's.
+
+Fitted models come from the harness's model cache, never from asv's `setup_cache`, which
+pickles its return value (that would be a pickle inside a pickle benchmark). `setup_cache`
+only carries the runner's cell records, which are plain numbers.
+
+The grid follows PERSISTBENCH_PROFILE (quick, default, large; unset: quick). A combination a
+format cannot do (it refuses the model, or cannot load back what it wrote) raises
+NotImplementedError in `setup`, which asv reports as skipped, with the library's message.
+"""
+
+from __future__ import annotations
+
+# The harness's forkserver preload: asv's forkserver (asv.conf.json) imports this module
+# once, so each benchmark starts as a fork with scikit-learn, skops, skl2onnx and
+# onnxruntime already imported instead of paying seconds of imports per parameter set.
+import harness.worker  # noqa: F401
+from harness import fronts
+from harness.formats import FORMATS
+from harness.measure import cold_cache_supported, evict_from_page_cache
+
+GRID = fronts.grid()
+CELL_PARAMS = (GRID.models, GRID.sizes, GRID.formats)
+CELL_PARAM_NAMES = ("model", "size", "format")
+# asv's timeout for one setup_cache: every cell of the profile is measured inside it.
+CACHE_TIMEOUT_S = {"quick": 1800, "default": 4 * 3600, "large": 12 * 3600}[GRID.profile]
+
+
+def _skip(exc: fronts.NotMeasurable) -> NotImplementedError:
+    return NotImplementedError(str(exc))
+
+
+class RoundTrip:
+    """Warm dump and load of one model in one format."""
+
+    params = CELL_PARAMS
+    param_names = CELL_PARAM_NAMES
+    timeout = 600
+
+    def setup(self, model: str, size: str, fmt: str) -> None:
+        try:
+            self.path, self.prepared = fronts.dumped(model, size, fmt)
+        except fronts.NotMeasurable as exc:
+            raise _skip(exc) from exc
+        self.est, self.X = fronts.fitted(model, size)
+        self.format = FORMATS[fmt]
+        self.target = fronts.fresh_path(fmt)
+
+    def time_dump(self, model: str, size: str, fmt: str) -> None:
+        self.format.dump(self.est, self.target, self.X)
+
+    def time_load(self, model: str, size: str, fmt: str) -> None:
+        self.format.load(self.path, self.prepared)
+
+
+class ColdLoad:
+    """Load after the file was evicted from the page cache (fsync + POSIX_FADV_DONTNEED).
+
+    asv re-runs `setup` before every timed call, so every sample reads from the device.
+    """
+
+    params = CELL_PARAMS
+    param_names = CELL_PARAM_NAMES
+    timeout = 600
+    number = 1
+    warmup_time = 0.0
+
+    def setup(self, model: str, size: str, fmt: str) -> None:
+        if not cold_cache_supported():
+            raise NotImplementedError("no posix_fadvise here: the page cache cannot be evicted")
+        try:
+            self.path, self.prepared = fronts.dumped(model, size, fmt)
+        except fronts.NotMeasurable as exc:
+            raise _skip(exc) from exc
+        self.format = FORMATS[fmt]
+        evict_from_page_cache(self.path)
+
+    def time_load_cold(self, model: str, size: str, fmt: str) -> None:
+        self.format.load(self.path, self.prepared)
+
+
+class PhaseMemory:
+    """The harness's roundtrip cell: file size and per-phase peak RSS, from child processes."""
+
+    params = CELL_PARAMS
+    param_names = CELL_PARAM_NAMES
+    timeout = 60
+
+    def setup_cache(self) -> dict:
+        return fronts.records("roundtrip", GRID.models, GRID.sizes, GRID.formats, GRID.repeat)
+
+    setup_cache.timeout = CACHE_TIMEOUT_S
+
+    def setup(self, records: dict, model: str, size: str, fmt: str) -> None:
+        try:
+            self.record = fronts.check_record(records.get((model, size, fmt)))
+        except fronts.NotMeasurable as exc:
+            raise _skip(exc) from exc
+
+    def track_file_size(self, records: dict, model: str, size: str, fmt: str) -> int:
+        return self.record["file_bytes"]
+
+    track_file_size.unit = "bytes"
+
+    def track_dump_peak_rss(self, records: dict, model: str, size: str, fmt: str) -> int:
+        return self.record["dump_peak_rss_bytes"]
+
+    track_dump_peak_rss.unit = "bytes"
+
+    def track_load_peak_rss(self, records: dict, model: str, size: str, fmt: str) -> int:
+        return self.record["load_peak_rss_bytes"]
+
+    track_load_peak_rss.unit = "bytes"
+
+
+class _Predict:
+    params = (GRID.models, GRID.sizes, list(fronts.BATCH_SIZES))
+    param_names = ("model", "size", "batch")
+    timeout = 300
+
+    def setup(self, model: str, size: str, batch: int) -> None:
+        fronts.single_thread()
+        est, X_eval = fronts.fitted(model, size)
+        self.X = fronts.rows(X_eval, batch)
+        self.predictor, self.format = self.predictor_of(model, size, est)
+
+    def predict(self) -> None:
+        from harness.formats import predict
+
+        predict(self.format, self.predictor, self.X)
+
+
+class PredictSklearn(_Predict):
+    """scikit-learn's own predict (and predict_proba) on a batch, one thread."""
+
+    def predictor_of(self, model: str, size: str, est):
+        return est, FORMATS["pickle"]
+
+    def time_predict_sklearn(self, model: str, size: str, batch: int) -> None:
+        self.predict()
+
+
+class PredictOnnx(_Predict):
+    """The same batch through ONNX Runtime (one intra-op thread), from the harness's file."""
+
+    def predictor_of(self, model: str, size: str, est):
+        try:
+            path, prepared = fronts.dumped(model, size, "onnx")
+        except fronts.NotMeasurable as exc:
+            raise _skip(exc) from exc
+        return FORMATS["onnx"].load(path, prepared), FORMATS["onnx"]
+
+    def time_predict_onnx(self, model: str, size: str, batch: int) -> None:
+        self.predict()
+
+
+if fronts.has_experiment("sharing"):
+    from harness.experiments import experiment
+
+    _SHARING_FORMATS = [f for f in experiment("sharing").SHARING_FORMATS if f in GRID.formats]
+
+    class SharedMemory:
+        """Total PSS of the sharing experiment's serving processes (mmap or not)."""
+
+        params = (GRID.models, GRID.sizes, _SHARING_FORMATS)
+        param_names = CELL_PARAM_NAMES
+        timeout = 60
+
+        def setup_cache(self) -> dict:
+            return fronts.records("sharing", GRID.models, GRID.sizes, _SHARING_FORMATS,
+                                  GRID.repeat)
+
+        setup_cache.timeout = CACHE_TIMEOUT_S
+
+        def setup(self, records: dict, model: str, size: str, fmt: str) -> None:
+            try:
+                self.record = fronts.check_record(records.get((model, size, fmt)))
+            except fronts.NotMeasurable as exc:
+                raise _skip(exc) from exc
+
+        def track_shared_pss(self, records: dict, model: str, size: str, fmt: str) -> int:
+            return self.record["total_pss_bytes"]
+
+        track_shared_pss.unit = "bytes"
