@@ -190,6 +190,7 @@ def trials_step(ctx: StepContext) -> dict:
                              "detail": detail[:300]})
     total = {o: counts["truncated"][o] + counts["bitflip"][o] for o in OUTCOMES}
     return {"trials": sum(total.values()), "outcomes": total,
+            **{f"n_{o}": n for o, n in total.items()},  # flat: one column each in tables
             "outcomes_truncated": counts["truncated"], "outcomes_bitflip": counts["bitflip"],
             "examples": examples, "trial_timeout_s": timeout, "intact_load_s": intact_s,
             "address_space_limit_bytes": limit, "bitflip_seed": seed}
