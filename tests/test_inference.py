@@ -86,7 +86,7 @@ def test_cells_ok_for_a_convertible_model_unsupported_with_the_converters_messag
     ok = by_model["logreg"]
     assert ok["status"] == "ok", ok.get("reason")
     assert ok["label_agreement"] > 0.99 and ok["proba_max_abs_diff"] < 1e-4
-    assert ok["heldout_rows"] == max(inference.BATCH_SIZES)
+    assert ok["heldout_rows"] == inference.FIDELITY_ROWS
     assert ok["onnx_file_bytes"] > 0 and ok["convert_s"] > 0 and ok["session_create_s"] > 0
     assert ok["threads"] == {"onnxruntime_intra_op": 1, "blas": 1, "openmp": 1}
     assert len(ok["latency"]) == 2 * 2 * len(inference.BATCH_SIZES)
