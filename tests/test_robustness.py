@@ -31,9 +31,9 @@ class Aborts:
 
 def test_corruptions_are_seeded_and_damage_the_file():
     data = bytes(range(256)) * 8
-    first = robustness.corruptions(data, seed=7, bitflips=5)
-    assert first == robustness.corruptions(data, seed=7, bitflips=5)
-    assert first != robustness.corruptions(data, seed=8, bitflips=5)
+    first = list(robustness.corruptions(data, seed=7, bitflips=5))
+    assert first == list(robustness.corruptions(data, seed=7, bitflips=5))
+    assert first != list(robustness.corruptions(data, seed=8, bitflips=5))
     truncated = [d for kind, _, d in first if kind == "truncated"]
     flipped = [d for kind, _, d in first if kind == "bitflip"]
     assert len(flipped) == 5 and len(truncated) == len(robustness.CUT_FRACTIONS) + 1

@@ -14,6 +14,7 @@ import pickle
 import resource
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -58,18 +59,22 @@ def dump_step(ctx: StepContext) -> dict:
 
 # ---------------------------------------------------------------------------- corruptions
 
-def corruptions(data: bytes, seed: int, bitflips: int) -> list[tuple[str, str, bytes]]:
-    """(kind, label, damaged bytes): truncations at fixed fractions, then seeded bit flips."""
+def corruptions(data: bytes, seed: int, bitflips: int) -> Iterator[tuple[str, str, bytes]]:
+    """(kind, label, damaged bytes): truncations at fixed fractions, then seeded bit flips.
+
+    One damaged copy at a time: a large model must not be held in memory once per trial.
+    """
     size = len(data)
     cuts = sorted({max(1, min(size - 1, int(size * f))) for f in CUT_FRACTIONS} | {size - 1})
-    out = [("truncated", f"truncated to {n} of {size} bytes", data[:n]) for n in cuts if n > 0]
+    for n in cuts:
+        if n > 0:
+            yield "truncated", f"truncated to {n} of {size} bytes", data[:n]
     rng = np.random.default_rng(seed)
     for _ in range(bitflips):
         pos, bit = int(rng.integers(size)), int(rng.integers(8))
         damaged = bytearray(data)
         damaged[pos] ^= 1 << bit
-        out.append(("bitflip", f"bit {bit} of byte {pos} flipped", bytes(damaged)))
-    return out
+        yield "bitflip", f"bit {bit} of byte {pos} flipped", bytes(damaged)
 
 
 # ------------------------------------------------------------------------- child: one load
