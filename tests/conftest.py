@@ -26,3 +26,31 @@ def quick_results(tmp_path_factory) -> dict:
     out = tmp_path_factory.mktemp("quick") / "results.json"
     cells = roundtrip.plan(list(MODELS), ["small"], list(FORMATS), {"repeat": 2, "seed": 0})
     return run_plan(out, cells)
+
+
+@pytest.fixture(scope="session")
+def report_runs(tmp_path_factory) -> dict:
+    """Two real CLI runs on one machine, as a user types them, for the report tests.
+
+    Run 1 (calibrated): round trips of a plain, an array-heavy and an unpicklable model.
+    Run 2: sharing, inference and footprint of one model. Each `run` writes its report.
+    """
+    import subprocess
+    import sys
+
+    work = tmp_path_factory.mktemp("report-runs")
+    runs = [
+        ["--models", "logreg,kneighbors,custom_code", "--repeat", "2",
+         "--formats", "pickle,pickle-p5,joblib-mmap,cloudpickle,skops,onnx"],
+        ["--models", "logreg", "--formats", "joblib,joblib-mmap,onnx", "--repeat", "2",
+         "--experiments", "sharing,inference,footprint", "--processes", "2", "--no-calibrate"],
+    ]
+    out: dict = {"dir": work, "results": [], "stdout": []}
+    for i, argv in enumerate(runs, 1):
+        done = subprocess.run([sys.executable, "-m", "harness", "run", *argv,
+                               "--output", f"run{i}.json"], cwd=work, capture_output=True,
+                              text=True, timeout=600)
+        assert done.returncode == 0, done.stderr[-2000:]
+        out["results"].append(work / f"run{i}.json")
+        out["stdout"].append(done.stdout)
+    return out

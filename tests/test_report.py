@@ -1,0 +1,254 @@
+"""The HTML report and the Markdown summary, rendered from real runs (fixture `report_runs`)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import html5lib
+import pytest
+
+from harness.report.data import load
+from harness.report.guide import guide
+from harness.report.html import write_reports
+from harness.report.values import plain
+from harness.results import read
+from harness.units import human_bytes, human_seconds
+
+SVG = "{http://www.w3.org/2000/svg}svg"
+
+
+def parse(path: Path):
+    """Strict HTML5 parse: any parse error fails the test."""
+    return html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(
+        path.read_bytes())
+
+
+def text_of(doc) -> str:
+    return re.sub(r"\s+", " ", "".join(doc.itertext()))
+
+
+def external_resources(path: Path) -> list[str]:
+    """Everything in the page that would make a browser fetch something from elsewhere."""
+    doc = parse(path)
+    found = []
+    for el in doc.iter():
+        if not isinstance(el.tag, str):
+            continue
+        for attr, value in el.attrib.items():
+            name = attr.split("}")[-1]
+            if name in ("src", "href", "data", "srcset", "poster", "action") \
+                    and not value.startswith("#") and not value.endswith("index.html"):
+                found.append(f"<{el.tag} {name}={value}>")
+        if el.tag == "link" or (el.tag == "script" and "src" in el.attrib):
+            found.append(f"<{el.tag}>")
+    raw = path.read_text()
+    found += re.findall(r"@import|url\((?!\s*['\"]?#)", raw)  # url(#clip) is in-page
+    found += re.findall(r"""(?:src|href)\s*=\s*["']?(?:https?:)?//[^"'\s>]+""", raw)
+    return found
+
+
+def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def report(report_runs, tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("report")
+    done = run("report", *map(str, report_runs["results"]), "--output", str(out))
+    assert done.returncode == 0, done.stderr
+    page = Path(re.search(r"report: (\S+)", done.stdout).group(1))
+    cells = [c for p in report_runs["results"] for c in read(p)["cells"]]
+    return {"page": page, "dir": out, "cells": cells, "doc": parse(page)}
+
+
+def test_run_ends_with_a_report_and_prints_its_path(report_runs):
+    work = report_runs["dir"]
+    machine = read(report_runs["results"][0])["machine"]["machine_id"]
+    for stdout in report_runs["stdout"]:
+        printed = re.search(r"^report: (\S+)$", stdout, re.M)
+        assert printed, stdout[-500:]
+        assert printed.group(1) == f"reports/{machine}/index.html"
+        assert (work / printed.group(1)).is_file()
+    index = parse(work / "reports" / "index.html")
+    links = [a.get("href") for a in index.iter("a")]
+    assert f"{machine}/index.html" in links
+
+
+def test_report_has_every_model_format_failure_and_figure(report):
+    text = text_of(report["doc"])
+    cells = report["cells"]
+    for cell in cells:
+        assert cell["model"] in text and cell["format"] in text
+    failed = [c for c in cells if c["status"] != "ok"]
+    assert failed, "the fixture's custom_code model must fail with plain pickle"
+    rows = [text_of(tr) for tr in report["doc"].find(".//section[@id='failed']").iter("tr")]
+    for cell in failed:
+        assert any(cell["cell_id"].split("/")[1] in r and cell["format"] in r
+                   and cell["status"] in r and re.sub(r"\s+", " ", cell["reason"]) in r
+                   for r in rows), cell["cell_id"]
+    sections = {s.get("id") for s in report["doc"].iter("section")}
+    assert {f"exp-{c['experiment']}" for c in cells} <= sections
+    figures = report["doc"].findall(".//figure")
+    assert len(figures) >= 7  # 5 round-trip figures, sharing, ONNX speedup
+    assert all(f.find(f".//{SVG}") is not None for f in figures)
+    for title in ("dump and load time per format", "file size per format",
+                  "peak RSS above the phase's start", "Pareto front",
+                  "fraction of calibrated bandwidth", "memory of all serving processes",
+                  "speedup against batch size"):
+        assert any(title in text_of(f) for f in figures), title
+
+
+def test_report_loads_no_external_resource(report):
+    assert external_resources(report["page"]) == []
+    assert external_resources(report["dir"] / "index.html") == []
+
+
+def test_numbers_are_humanised_with_the_exact_value_on_hover(report):
+    cell = next(c for c in report["cells"] if c["experiment"] == "roundtrip"
+                and c["status"] == "ok" and c["model"] == "kneighbors")
+    spans = [s for s in report["doc"].iter("span") if s.get("class") == "num"]
+    exact = f"{cell['file_bytes']!r} bytes"
+    assert any(s.get("title") == exact and s.text == human_bytes(cell["file_bytes"])
+               for s in spans)
+    load_s = cell["load_s"]["median"]
+    assert any(s.get("title") == f"{load_s!r} s" and s.text == human_seconds(load_s)
+               for s in spans)
+
+
+def test_machine_card(report, report_runs):
+    first = read(report_runs["results"][0])
+    card = text_of(report["doc"].find(".//section[@id='machine']"))
+    m = first["machine"]
+    assert m["machine_id"] in card and m["cpu_model"] in card
+    for name, version in m["packages"].items():
+        if version:
+            assert f"{name} {version}" in card or f"{name}{version}" in card
+    assert human_bytes(m["calibration"]["page_cache_read_bps"]) + "/s" in card
+    assert " ".join(first["run"]["argv"][1:]) in card
+
+
+def _cells(results: list[Path]) -> dict[tuple, dict]:
+    return {(c["experiment"], c["model"], c["format"]): c
+            for p in results for c in read(p)["cells"]}
+
+
+def test_decision_guide_sentences_come_from_the_data(report_runs, report):
+    machines = load(report_runs["results"])
+    assert len(machines) == 1
+    guides = {g.model: g for g in guide(machines[0])}
+    cells = _cells(report_runs["results"])
+    html_text = text_of(report["doc"])
+    for model, g in guides.items():
+        answers = {q: " ".join(plain(s) for s in sentences) for q, sentences in g.answers}
+        serve, trust, perf, custom = answers.values()
+        rt = {f: c for (e, m, f), c in cells.items() if e == "roundtrip" and m == model}
+        ok = {f: c for f, c in rt.items() if c["status"] == "ok"}
+        fastest = min(ok, key=lambda f: ok[f]["load_s"]["median"])
+        slowest = max(ok, key=lambda f: ok[f]["load_s"]["median"])
+        if len(ok) > 1:
+            assert (f"Fastest load (warm page cache): {fastest} "
+                    f"({human_seconds(ok[fastest]['load_s']['median'])}); slowest: {slowest} "
+                    f"({human_seconds(ok[slowest]['load_s']['median'])}).") in perf
+        smallest = min(ok, key=lambda f: ok[f]["file_bytes"])
+        assert human_bytes(ok[smallest]["file_bytes"]) in perf
+        if {"pickle", "pickle-p5"} <= set(ok):
+            assert (f"Default-protocol pickle (protocol {ok['pickle']['pickle_protocol']}) "
+                    f"needs +{human_bytes(ok['pickle']['dump_peak_rss_bytes'])} during dump, "
+                    f"protocol 5 needs +{human_bytes(ok['pickle-p5']['dump_peak_rss_bytes'])}"
+                    ) in perf
+        runs_code = [f for f, c in ok.items() if c["format_traits"]["executes_code_on_load"]]
+        assert f"with {', '.join(runs_code)};" in trust
+        if rt["onnx"]["status"] == "ok":
+            assert f"ONNX works: a {human_bytes(rt['onnx']['file_bytes'])} file" in serve
+        else:
+            assert f"ONNX is not available for this model: {rt['onnx']['status']}" in serve
+            assert rt["onnx"]["reason"] in serve
+        broken = [f for f, c in rt.items() if c["status"] != "ok" and f.startswith(
+            ("pickle", "joblib"))]
+        if broken:
+            assert f"{len(broken)} pickle-based format(s) failed ({', '.join(broken)})" in custom
+            cloud = rt["cloudpickle"]
+            assert f"load {human_seconds(cloud['load_s']['median'])}" in custom
+        else:
+            assert "cloudpickle is not needed" in custom
+        for _, sentences in g.answers:  # the page shows exactly these sentences
+            for sentence in sentences:
+                assert re.sub(r"\s+", " ", plain(sentence)) in html_text
+
+    # the second run's experiments, merged into the same machine's guide
+    logreg = " ".join(plain(s) for _, ss in guides["logreg"].answers for s in ss)
+    mmap = cells[("sharing", "logreg", "joblib-mmap")]
+    plain_joblib = cells[("sharing", "logreg", "joblib")]
+    assert (f"With {mmap['processes']} serving processes, joblib-mmap totals "
+            f"{human_bytes(mmap['total_pss_bytes'])} of PSS against "
+            f"{human_bytes(plain_joblib['total_pss_bytes'])} for joblib") in logreg
+    latency = cells[("inference", "logreg", "onnx")]["latency"]
+    one = {p["runtime"]: p["median_s"] for p in latency
+           if p["batch_size"] == 1 and p["method"] == "predict"}
+    assert (f"ONNX Runtime predict on a batch of 1 takes {human_seconds(one['onnxruntime'])} "
+            f"against {human_seconds(one['sklearn'])} with scikit-learn") in logreg
+    fp = cells[("footprint", "logreg", "onnx")]
+    assert (f"A fresh ONNX Runtime server holds "
+            f"{human_bytes(fp['onnx_server']['rss_after_predict_bytes'])} after its first "
+            f"prediction against {human_bytes(fp['sklearn_server']['rss_after_predict_bytes'])}"
+            ) in logreg
+
+
+def test_markdown_summary(report_runs):
+    done = run("report", *map(str, report_runs["results"]), "--format", "md")
+    assert done.returncode == 0, done.stderr
+    md = done.stdout
+    assert md.startswith("# persistbench · ") and "## Decision guide" in md
+    cells = _cells(report_runs["results"])
+    for model in ("logreg", "kneighbors", "custom_code"):
+        ok = {f: c for (e, m, f), c in cells.items()
+              if e == "roundtrip" and m == model and c["status"] == "ok"}
+        fastest = min(ok, key=lambda f: ok[f]["load_s"]["median"])
+        row = next(line for line in md.splitlines() if line.startswith(f"| {model} |"))
+        assert f"{fastest} {human_seconds(ok[fastest]['load_s']['median'])}" in row
+        assert f"### {model} (small)" in md
+    for c in cells.values():
+        if c["status"] != "ok":
+            assert f"`{c['cell_id']}` {c['status']}" in md
+
+
+def test_unknown_experiment_gets_a_generic_table_and_index_lists_every_machine(
+        report_runs, tmp_path):
+    """A second machine whose results hold an experiment without a view of its own."""
+    data = json.loads(report_runs["results"][0].read_text())
+    other = copy.deepcopy(data)
+    other["machine"]["machine_id"] = "other-aarch64-00000000"
+    other["machine"]["arch"] = "aarch64"
+    relabelled = [c for c in other["cells"] if c["model"] == "custom_code"]
+    for c in relabelled:
+        c["experiment"] = "security"
+        c["cell_id"] = "security/" + c["cell_id"].split("/", 1)[1]
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    pages = write_reports([report_runs["results"][0], tmp_path / "other.json"], tmp_path / "r")
+    assert [p.parent.name for p in pages] == [data["machine"]["machine_id"],
+                                              "other-aarch64-00000000"]
+    doc = parse(pages[1])
+    section = doc.find(".//section[@id='exp-security']")
+    assert section is not None
+    rows = [text_of(tr) for tr in section.iter("tr")][1:]
+    assert len(rows) == len(relabelled)
+    for c, row in zip(relabelled, rows, strict=True):
+        assert c["format"] in row and c["status"] in row
+    index = parse(tmp_path / "r" / "index.html")
+    assert sorted(a.get("href") for a in index.iter("a")) == sorted(
+        f"{p.parent.name}/index.html" for p in pages)
+
+
+def test_report_usage_errors(tmp_path):
+    missing = run("report", str(tmp_path / "nope.json"))
+    assert missing.returncode == 2
+    assert "no such results file" in missing.stderr and missing.stderr.count("\n") == 1
+    (tmp_path / "bad.json").write_text("{}")
+    assert run("report", str(tmp_path / "bad.json")).returncode == 2
+    assert run("report", str(tmp_path / "bad.json"), "--format", "pdf").returncode == 2
