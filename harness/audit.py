@@ -15,6 +15,7 @@ import gzip
 import io
 import lzma
 import os
+import pickletools
 import zipfile
 import zlib
 from dataclasses import dataclass, field
@@ -134,8 +135,13 @@ COMPRESSIONS = (
 )
 
 
+# Protocol 0 and 1 pickles have no header: they start with any opcode (e.g. `c` GLOBAL).
+# ONNX files start with 0x08 (field 1, ir_version), which is not one of them.
+_OPCODE_BYTES = {op.code.encode("latin-1") for op in pickletools.opcodes}
+
+
 def detect(head: bytes) -> str:
-    """Container kind from the magic bytes: pickle, zip, a compression name, or onnx."""
+    """Container kind from the magic bytes: pickle, zip, a compression name, or other."""
     if head.startswith(b"\x80") and len(head) > 1 and 2 <= head[1] <= 5:
         return "pickle"
     if head.startswith(b"PK\x03\x04"):
@@ -143,7 +149,7 @@ def detect(head: bytes) -> str:
     for name, test, _ in COMPRESSIONS:
         if test(head):
             return name
-    return "other"
+    return "pickle" if head[:1] in _OPCODE_BYTES else "other"
 
 
 # ------------------------------------------------------------------------------- pickle

@@ -86,6 +86,9 @@ def _payloads(folder: Path, canary: Path) -> dict[str, tuple[Path, str]]:
         files[name] = (path, {"reduce-os-system": f"{os.system.__module__}.system",
                               "stack-global-eval": "builtins.eval",
                               "getattr-chain": "builtins.getattr"}[name])
+    path = folder / "protocol0.pkl"
+    path.write_bytes(pickle.dumps(shell, protocol=0))  # no header: starts with GLOBAL
+    files["protocol-0"] = (path, f"{os.system.__module__}.system")
     path = folder / "hidden.joblib"
     joblib.dump(security.bait(shell), path)
     files["joblib-after-array"] = (path, f"{os.system.__module__}.system")
