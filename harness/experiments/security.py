@@ -258,7 +258,7 @@ def _outcome(exc: BaseException | None) -> str:
         return "loaded"
     text = str(exc)
     refusals = ("UntrustedTypesFoundException", "is not a registered function/op",
-                "escapes model directory", "outside")
+                "escapes model directory")
     if any(r in type(exc).__name__ or r in text for r in refusals):
         return "refused"
     return "error"
