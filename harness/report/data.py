@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness import results
+from harness.importers import read_any
 
 
 @dataclass
@@ -47,8 +47,12 @@ class MachineResults:
 
 
 def load(paths: list[Path]) -> list[MachineResults]:
-    """Read and validate every file; one `MachineResults` per machine id, in argument order."""
-    read = [(Path(p), results.read(p)) for p in paths]
+    """Read and validate every input; one `MachineResults` per machine id, in argument order.
+
+    An input is a results file, a pytest-benchmark JSON file or an asv results directory
+    (`harness.importers`), so a report can come from any front.
+    """
+    read = [(Path(p), data) for p in paths for data in read_any(p)]
     machines: dict[str, MachineResults] = {}
     for path, data in sorted(read, key=lambda item: item[1]["run"]["started"]):
         machine = dict(data["machine"])

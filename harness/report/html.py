@@ -16,6 +16,7 @@ from pathlib import Path
 import jinja2
 
 from harness import __version__
+from harness.profile import find_profiles
 from harness.report.data import MachineResults, load
 from harness.report.guide import guide
 from harness.report.values import Num
@@ -82,7 +83,7 @@ def machine_card(mr: MachineResults) -> dict:
     return {"fingerprint": fingerprint, "calibration": calibration, "runs": runs}
 
 
-def render_report(mr: MachineResults) -> str:
+def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
     failed = mr.failed()
     failed_table = Table("", ["experiment", "model", "size", "format", "variant", "status",
                               "reason"],
@@ -90,7 +91,18 @@ def render_report(mr: MachineResults) -> str:
                            c.get("variant", ""), c["status"], c["reason"]] for c in failed])
     return environment().get_template("report.html.j2").render(
         m=mr, ram=Num(mr.machine["ram_bytes"], "B"), failed=failed, failed_table=failed_table,
-        guide=guide(mr), sections=sections(mr.experiments(), mr.machine), **machine_card(mr))
+        guide=guide(mr), sections=sections(mr.experiments(), mr.machine),
+        profiles=profile_table(profiles or {}), **machine_card(mr))
+
+
+def profile_table(profiles: dict) -> list[dict]:
+    """memray profiles beside the page (`profiles/`, see harness.profile), for its links."""
+    return [{"model": model, "size": size, "format": fmt, "phase": phase,
+             "peak": Num(info["peak_memory_bytes"], "B"),
+             "allocations": info.get("total_allocations"),
+             "flamegraph": f"profiles/{info['flamegraph_path'].name}",
+             "capture": f"profiles/{info['capture_path'].name}"}
+            for (model, size, fmt, phase), info in sorted(profiles.items())]
 
 
 def safe_dirname(machine_id: str) -> str:
@@ -104,7 +116,8 @@ def write_reports(paths: list[Path], output_dir: Path) -> list[Path]:
         folder = Path(output_dir) / safe_dirname(mr.machine_id)
         folder.mkdir(parents=True, exist_ok=True)
         page = folder / "index.html"
-        page.write_text(render_report(mr), encoding="utf-8")
+        page.write_text(render_report(mr, find_profiles(folder / "profiles")),
+                        encoding="utf-8")
         m = mr.machine
         write_atomic(folder / SUMMARY, {
             "machine_id": mr.machine_id, "arch": m["arch"], "cpu_model": m["cpu_model"],
