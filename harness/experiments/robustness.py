@@ -10,6 +10,7 @@ the intact file loaded the same way, so ONNX is held to its own outputs, not sci
 
 from __future__ import annotations
 
+import os
 import pickle
 import resource
 import time
@@ -107,9 +108,26 @@ def _cap_address_space(limit: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _stderr_beside(result_path: str) -> None:
+    """Damaged files make libraries print warnings and tracebacks, from C too: they go to a
+    file beside the result, not to the run's terminal, and explain a crash afterwards."""
+    fd = os.open(f"{result_path}.stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _last_words(result_path: Path) -> str:
+    try:
+        lines = Path(f"{result_path}.stderr").read_text(errors="replace").strip().splitlines()
+    except FileNotFoundError:
+        return ""
+    return lines[-1][:200] if lines else ""
+
+
 def load_trial(fmt_name: str, path: str, workdir: str, reference: bool, as_limit: int | None,
                result_path: str) -> None:
     """Child entry point: load a (possibly damaged) file, predict, compare, report."""
+    _stderr_beside(result_path)
     _cap_address_space(as_limit)
     fmt = FORMATS[fmt_name]
     folder = Path(workdir)
@@ -185,9 +203,12 @@ def trials_step(ctx: StepContext) -> dict:
     ctx.start_measuring()
     for index, (kind, label, damaged) in enumerate(corruptions(data, seed, bitflips)):
         damaged_path.write_bytes(damaged)
+        result_path = trial_dir / f"trial{index}.json"
         outcome, detail = classify(run_child(
             load_trial, (fmt, str(damaged_path), str(ctx.workdir), False, limit),
-            trial_dir / f"trial{index}.json", timeout))
+            result_path, timeout))
+        if outcome in ("crash", "hang") and _last_words(result_path):
+            detail += f"; last stderr line: {_last_words(result_path)}"
         counts[kind][outcome] += 1
         if len(examples) < MAX_EXAMPLES and not any(e["outcome"] == outcome and
                                                     e["kind"] == kind for e in examples):
