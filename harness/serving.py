@@ -61,18 +61,20 @@ def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
     """Server side: import, report, then load and predict once when told, then hold still.
 
     `import_s` covers the listed modules and `harness.formats` (stdlib + numpy); the
-    interpreter's own start-up is in the parent's `start_s`.
+    interpreter's own start-up is in the parent's `start_s`. The input rows are read before
+    "ready", so an idle server holds them too and they never count as the model's memory.
     """
     started = time.perf_counter()
     for name in modules:
         importlib.import_module(name)
     from harness.formats import FORMATS, predict
 
-    _say({"event": "ready", "import_s": time.perf_counter() - started, "pid": os.getpid()})
+    imported = time.perf_counter() - started
+    X = _load_input(rows)
+    _say({"event": "ready", "import_s": imported, "pid": os.getpid()})
     if sys.stdin.readline().strip() != "serve":
         return
     fmt = FORMATS[fmt_name]
-    X = _load_input(rows)
     start = time.perf_counter()
     obj = fmt.load(model, fmt.prepare_load(model))
     loaded = time.perf_counter()
@@ -103,13 +105,18 @@ class Server:
         return self.proc.pid
 
     def _read(self, event: str) -> dict:
-        line = self.proc.stdout.readline()
-        if not line:
-            self.proc.wait()
-            tail = self.stderr_path.read_text(errors="replace").strip().splitlines()
-            raise RuntimeError(f"server exited with status {self.proc.returncode} before "
-                               f"{event!r}: {tail[-1] if tail else 'no message'}")
-        message = json.loads(line)
+        """The next protocol message; anything a library printed to stdout is skipped."""
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait()
+                tail = self.stderr_path.read_text(errors="replace").strip().splitlines()
+                raise RuntimeError(f"server exited with status {self.proc.returncode} before "
+                                   f"{event!r}: {tail[-1] if tail else 'no message'}")
+            with contextlib.suppress(json.JSONDecodeError):
+                message = json.loads(line)
+                if isinstance(message, dict) and "event" in message:
+                    break
         if message.get("event") != event:
             raise RuntimeError(f"server said {message!r}, expected {event!r}")
         return message
