@@ -200,3 +200,16 @@ def test_pytest_benchmark_suite_refuses_an_unknown_profile():
                           timeout=300, env={**_env(), "PERSISTBENCH_PROFILE": "yes"})
     assert done.returncode == 4
     assert "PERSISTBENCH_PROFILE='yes' is not a profile" in done.stderr + done.stdout
+
+
+def test_report_renders_from_the_pytest_benchmark_json(pytest_benchmark_json, tmp_path):
+    from harness.importers import read_any
+    from harness.report.html import write_reports
+
+    [data] = read_any(pytest_benchmark_json)
+    [cell] = data["cells"]
+    assert cell["cell_id"] == "roundtrip/logreg/small/pickle-p5" and cell["status"] == "ok"
+    assert {"dump_s", "load_s", "load_cold_s", "file_bytes", "load_peak_rss_bytes"} <= set(cell)
+    assert cell["dump_s"]["n"] == PROFILES["quick"]["repeat"]
+    [page] = write_reports([pytest_benchmark_json], tmp_path)
+    assert "pickle-p5" in page.read_text()

@@ -57,3 +57,18 @@ def test_bad_profile_arguments_exit_2(argv, tmp_path, capsys):
         code = exc.code
     assert code == 2
     assert "error" in capsys.readouterr().err
+
+
+def test_report_links_the_profiles_of_its_machine(quick_results, tmp_path):
+    from harness.report.html import write_reports
+    from harness.results import write_atomic
+
+    results = tmp_path / "run.json"
+    write_atomic(results, quick_results)
+    machine_id = quick_results["machine"]["machine_id"]
+    info = profile("logreg", "small", "pickle", "load", tmp_path / machine_id / "profiles")
+    [page] = write_reports([results], tmp_path)
+    html = page.read_text()
+    assert f'href="profiles/{info["flamegraph"]}"' in html
+    assert f'href="profiles/{info["capture"]}"' in html
+    assert (page.parent / "profiles" / info["flamegraph"]).is_file()
