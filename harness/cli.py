@@ -211,7 +211,7 @@ def cmd_compat(args) -> int:
         return 130
     print_matrix(data)
     print(f"results: {output}")
-    return 0
+    return _report_after_run(output)
 
 
 def cmd_audit(args) -> int:

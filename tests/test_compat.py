@@ -141,7 +141,8 @@ def two_versions() -> list[str]:
 
 
 @pytest.mark.slow
-def test_matrix_of_two_versions(tmp_path, two_versions):
+def test_matrix_of_two_versions(tmp_path, monkeypatch, two_versions):
+    monkeypatch.chdir(tmp_path)  # the run writes its report under ./reports
     older, installed = two_versions
     out = tmp_path / "compat.json"
     code = cli.main(["compat", "--sklearn", ",".join(two_versions), "--models", "logreg",
@@ -171,10 +172,12 @@ def test_matrix_of_two_versions(tmp_path, two_versions):
     matrix = experiment.outcome_matrix(data["cells"])
     assert set(matrix) == set(FORMATS)
     assert sum(sum(c.values()) for c in matrix["pickle"].values()) == 4
+    assert list((tmp_path / "reports").glob("*/index.html"))
 
 
 @pytest.mark.slow
-def test_an_environment_that_cannot_be_built_gives_error_cells(tmp_path):
+def test_an_environment_that_cannot_be_built_gives_error_cells(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
     installed = compat.harness_sklearn()
     out = tmp_path / "compat.json"
     code = cli.main(["compat", "--sklearn", f"0.0.1,{installed}", "--models", "logreg",
