@@ -110,9 +110,11 @@ def _cap_address_space(limit: int | None) -> None:
 
 def _stderr_beside(result_path: str) -> None:
     """Damaged files make libraries print warnings and tracebacks, from C too: they go to a
-    file beside the result, not to the run's terminal, and explain a crash afterwards."""
+    file beside the result, not to the run's terminal, and explain a crash afterwards.
+    stdout goes there as well: a trial's result travels through its result file only."""
     fd = os.open(f"{result_path}.stderr", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.dup2(fd, 2)
+    os.dup2(fd, 1)  # onnxruntime's Python layer prints its fallbacks to stdout
     os.close(fd)
 
 
