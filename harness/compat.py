@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -47,8 +47,7 @@ VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
 class Environment:
     """Where a scikit-learn version runs, or why it cannot."""
 
-    requested: str
-    sklearn: str  # the exact version installed (the requested text when the build failed)
+    sklearn: str  # the exact version (`resolve_versions` turned X.Y into X.Y.Z)
     python: str | None  # interpreter path; None when the environment could not be built
     source: str  # "harness" (this interpreter), "cached", "built" or "failed"
     reason: str | None = None
@@ -177,15 +176,15 @@ def _build(sklearn: str, directory: Path) -> Environment:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             shutil.rmtree(directory, ignore_errors=True)
-            return Environment(sklearn, sklearn, None, "failed",
+            return Environment(sklearn, None, "failed",
                                f"{cmd[2]} took more than {PIP_TIMEOUT_S:g} s")
         if proc.returncode:
             shutil.rmtree(directory, ignore_errors=True)
             what = "venv" if cmd[2] == "venv" else "pip install " + " ".join(cmd[6:])
-            return Environment(sklearn, sklearn, None, "failed",
+            return Environment(sklearn, None, "failed",
                                f"{what}: {pip_reason(proc.stderr) or proc.returncode}")
     python = env_python(directory)
-    env = Environment(sklearn, sklearn, str(python), "built", packages=_freeze(python),
+    env = Environment(sklearn, str(python), "built", packages=_freeze(python),
                       build_s=time.monotonic() - start)
     (directory / READY).write_text(json.dumps(env.as_dict(), indent=1))
     return env
@@ -195,13 +194,15 @@ def environment(sklearn: str, rebuild: bool = False) -> Environment:
     """The environment for one exact scikit-learn version: this interpreter when it already
     runs that version, else a cached or freshly built venv."""
     if sklearn == harness_sklearn():
-        return Environment(sklearn, sklearn, sys.executable, "harness",
+        return Environment(sklearn, sys.executable, "harness",
                            packages={p: _version_or_none(p) for p in REPORTED})
     directory = _env_dir(sklearn)
     with _locked(directory.with_name(directory.name + ".lock")):
         ready = directory / READY
         if ready.exists() and not rebuild and env_python(directory).exists():
-            env = Environment(**json.loads(ready.read_text()))
+            known = {f.name for f in fields(Environment)}
+            env = Environment(**{k: v for k, v in json.loads(ready.read_text()).items()
+                                 if k in known})
             env.source = "cached"
             return env
         return _build(sklearn, directory)
