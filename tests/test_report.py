@@ -41,8 +41,11 @@ def external_resources(path: Path) -> list[str]:
             continue
         for attr, value in el.attrib.items():
             name = attr.split("}")[-1]
-            if name in ("src", "href", "data", "srcset", "poster", "action") \
-                    and not value.startswith("#") and not value.endswith("index.html"):
+            if name not in ("src", "href", "data", "srcset", "poster", "action"):
+                continue
+            remote = re.match(r"\s*(https?:)?//", value)
+            loaded = el.tag.split("}")[-1] != "a" and not value.startswith("#")
+            if remote or loaded:  # a link is followed on a click; anything else is fetched
                 found.append(f"<{el.tag} {name}={value}>")
         if el.tag == "link" or (el.tag == "script" and "src" in el.attrib):
             found.append(f"<{el.tag}>")
@@ -248,7 +251,9 @@ def test_unknown_experiment_gets_a_generic_table_and_index_lists_every_machine(
 def test_report_usage_errors(tmp_path):
     missing = run("report", str(tmp_path / "nope.json"))
     assert missing.returncode == 2
-    assert "no such results file" in missing.stderr and missing.stderr.count("\n") == 1
+    assert "nope.json" in missing.stderr and missing.stderr.count("\n") == 1
     (tmp_path / "bad.json").write_text("{}")
     assert run("report", str(tmp_path / "bad.json")).returncode == 2
     assert run("report", str(tmp_path / "bad.json"), "--format", "pdf").returncode == 2
+    assert run("report", str(tmp_path / "bad.json"), "--format", "md", "--output",
+               str(tmp_path)).returncode == 2

@@ -229,7 +229,7 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console()
+    console = console or Console(width=None if Console().is_terminal else 200)
     for comp in comparisons:
         rows = comp.rows if show_all else comp.flagged()
         columns = ["cell", "measure", "A", "B", "B/A"]

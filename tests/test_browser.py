@@ -1,0 +1,67 @@
+"""A real browser opens the report: headless Chromium (Debian's `chromium`, which .ci/run
+installs) must log no console message and render a screenshot that is not blank.
+
+The page has no script, so any console line means something failed (a resource that could
+not load, a parse problem). Every host name resolves to nothing, so a fetch from the
+network would fail loudly instead of silently succeeding. Control pages prove that the
+console scan and the blank check can fail.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from harness.report.html import write_reports
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def headless(page: Path, workdir: Path, height: int = 2400) -> tuple[list[str], Path]:
+    """Open `page`, return its console messages and a screenshot."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail("Chromium is missing: install Debian's `chromium` (.ci/run does)")
+    shot = workdir / f"{page.stem}.png"
+    done = subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--host-resolver-rules=MAP * ~NOTFOUND",
+         "--enable-logging=stderr", "--v=0", f"--user-data-dir={workdir / 'profile'}",
+         "--hide-scrollbars", f"--window-size=1280,{height}", f"--screenshot={shot}",
+         page.resolve().as_uri()],
+        capture_output=True, text=True, timeout=180)
+    assert shot.is_file(), done.stderr[-2000:]
+    return re.findall(r":CONSOLE[^\]]*\] (.*)", done.stderr), shot
+
+
+def is_blank(png: Path) -> bool:
+    """One flat colour, or almost: nothing was drawn."""
+    pixels = matplotlib.image.imread(png)[..., :3].mean(axis=2)
+    drawn = (abs(pixels - pixels.max()) > 0.1).mean()
+    return bool(pixels.std() < 0.02 or drawn < 0.01)
+
+
+def test_the_checks_can_fail(tmp_path):
+    noisy = tmp_path / "noisy.html"
+    noisy.write_text("<!DOCTYPE html><html><body><p>control</p>"
+                     "<script>console.error('control error'); missing();</script></body></html>")
+    messages, _ = headless(noisy, tmp_path, height=300)
+    assert any("control error" in m for m in messages)
+    assert any("ReferenceError" in m for m in messages)
+    empty = tmp_path / "empty.html"
+    empty.write_text("<!DOCTYPE html><html><body></body></html>")
+    assert is_blank(headless(empty, tmp_path, height=300)[1])
+
+
+def test_report_opens_without_console_errors_and_draws(report_runs, tmp_path):
+    page = write_reports(report_runs["results"], tmp_path / "reports")[0]
+    messages, shot = headless(page, tmp_path)
+    assert messages == []
+    assert not is_blank(shot)
+    index_messages, index_shot = headless(tmp_path / "reports" / "index.html", tmp_path,
+                                          height=600)
+    assert index_messages == [] and not is_blank(index_shot)
