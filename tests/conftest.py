@@ -33,7 +33,8 @@ def report_runs(tmp_path_factory) -> dict:
     """Two real CLI runs on one machine, as a user types them, for the report tests.
 
     Run 1 (calibrated): round trips of a plain, an array-heavy and an unpicklable model.
-    Run 2: sharing, inference and footprint of one model. Each `run` writes its report.
+    Run 2: sharing, inference, footprint of one model, and the security experiment's crafted
+    files (an experiment without a view of its own). Each `run` writes its report.
     """
     import subprocess
     import sys
@@ -43,7 +44,8 @@ def report_runs(tmp_path_factory) -> dict:
         ["--models", "logreg,kneighbors,custom_code", "--repeat", "2",
          "--formats", "pickle,pickle-p5,joblib-mmap,cloudpickle,skops,onnx"],
         ["--models", "logreg", "--formats", "joblib,joblib-mmap,onnx", "--repeat", "2",
-         "--experiments", "sharing,inference,footprint", "--processes", "2", "--no-calibrate"],
+         "--experiments", "sharing,inference,footprint,security", "--processes", "2",
+         "--no-calibrate"],
     ]
     out: dict = {"dir": work, "results": [], "stdout": []}
     for i, argv in enumerate(runs, 1):

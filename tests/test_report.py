@@ -16,6 +16,7 @@ from harness.report.data import load
 from harness.report.guide import guide
 from harness.report.html import write_reports
 from harness.report.values import plain
+from harness.report.views import VIEWS
 from harness.results import read
 from harness.units import human_bytes, human_seconds
 
@@ -221,31 +222,44 @@ def test_markdown_summary(report_runs):
             assert f"`{c['cell_id']}` {c['status']}" in md
 
 
-def test_unknown_experiment_gets_a_generic_table_and_index_lists_every_machine(
-        report_runs, tmp_path):
-    """A second machine whose results hold an experiment without a view of its own."""
+def test_experiment_without_a_view_gets_a_generic_table(report):
+    security = [c for c in report["cells"] if c["experiment"] == "security"]
+    assert security and "security" not in VIEWS  # else this test needs another experiment
+    section = report["doc"].find(".//section[@id='exp-security']")
+    rows = [text_of(tr) for tr in section.iter("tr")][1:]
+    assert len(rows) == len(security)
+    for c, row in zip(security, rows, strict=True):
+        assert c["format"] in row and c["status"] in row
+        if c["status"] == "ok":
+            assert ("yes" if c["code_executed"] else "no") in row
+
+
+def test_guide_cites_the_crafted_files(report_runs):
+    security = [c for p in report_runs["results"] for c in read(p)["cells"]
+                if c["experiment"] == "security" and c["status"] == "ok" and not c.get("variant")]
+    ran = [c["format"] for c in security if c["code_executed"]]
+    held = [c["format"] for c in security if not c["code_executed"]]
+    assert "joblib" in ran and "onnx" in held
+    for g in guide(load(report_runs["results"])[0]):
+        trust = " ".join(plain(s) for s in g.answers[1][1])
+        assert (f"A crafted file ran its code on load with {', '.join(ran)}; "
+                f"it did not with {', '.join(held)}.") in trust
+    assert "payload" not in {g.model for g in guide(load(report_runs["results"])[0])}
+
+
+def test_index_lists_every_machine(report_runs, tmp_path):
     data = json.loads(report_runs["results"][0].read_text())
     other = copy.deepcopy(data)
     other["machine"]["machine_id"] = "other-aarch64-00000000"
     other["machine"]["arch"] = "aarch64"
-    relabelled = [c for c in other["cells"] if c["model"] == "custom_code"]
-    for c in relabelled:
-        c["experiment"] = "security"
-        c["cell_id"] = "security/" + c["cell_id"].split("/", 1)[1]
     (tmp_path / "other.json").write_text(json.dumps(other))
     pages = write_reports([report_runs["results"][0], tmp_path / "other.json"], tmp_path / "r")
     assert [p.parent.name for p in pages] == [data["machine"]["machine_id"],
                                               "other-aarch64-00000000"]
-    doc = parse(pages[1])
-    section = doc.find(".//section[@id='exp-security']")
-    assert section is not None
-    rows = [text_of(tr) for tr in section.iter("tr")][1:]
-    assert len(rows) == len(relabelled)
-    for c, row in zip(relabelled, rows, strict=True):
-        assert c["format"] in row and c["status"] in row
     index = parse(tmp_path / "r" / "index.html")
     assert sorted(a.get("href") for a in index.iter("a")) == sorted(
         f"{p.parent.name}/index.html" for p in pages)
+    assert "aarch64" in text_of(index)
 
 
 def test_report_usage_errors(tmp_path):

@@ -20,6 +20,7 @@ QUESTIONS = (
     "Do load speed, memory and sharing between processes matter?",
     "Could pickle or joblib not persist the model?",
 )
+MODEL_EXPERIMENTS = ("roundtrip", "sharing", "inference", "footprint")  # what the guide reads
 PICKLE_BASED = ("pickle", "pickle-p5", "joblib", "joblib-mmap", "joblib-zlib3", "joblib-lz4",
                 "joblib-lzma")
 
@@ -151,7 +152,25 @@ def serve_answer(rt: dict[str, dict], inference: list[dict], footprint: list[dic
     return out
 
 
-def trust_answer(rt: dict[str, dict]) -> list[Sentence]:
+def security_sentences(security: list[dict]) -> list[Sentence]:
+    """What the crafted files of the security experiment did (they stand for any model)."""
+    tried = [c for c in security if c["status"] == "ok" and not c.get("variant")
+             and "code_executed" in c]
+    if not tried:
+        return []
+    ran = [c["format"] for c in tried if c["code_executed"]]
+    held = [c["format"] for c in tried if not c["code_executed"]]
+    out: list[Sentence] = [(
+        "A crafted file ran its code on load with ", ", ".join(ran) or "no format", "; ",
+        f"it did not with {', '.join(held)}" if held else "no format resisted it", ".")]
+    careless = [c["format"] for c in tried if c.get("code_executed_if_listed_types_trusted")]
+    if careless:
+        out.append((", ".join(careless), " ran it too once every type get_untrusted_types "
+                    "lists was trusted without review.",))
+    return out
+
+
+def trust_answer(rt: dict[str, dict], security: list[dict]) -> list[Sentence]:
     worked = {f: c for f, c in rt.items() if c["status"] == "ok"}
     runs_code = [f for f, c in worked.items() if _traits(c).get("executes_code_on_load")]
     safe = [f for f in worked if f not in runs_code]
@@ -177,7 +196,7 @@ def trust_answer(rt: dict[str, dict]) -> list[Sentence]:
             (", with no extra type to trust" if not trusted else
              f", after trusting {len(trusted)} type(s) that get_untrusted_types lists: "
              + ", ".join(trusted)), "."))
-    return out
+    return out + security_sentences(security)
 
 
 def performance_answer(rt: dict[str, dict], sharing: list[dict]) -> list[Sentence]:
@@ -258,16 +277,19 @@ def guide(results: MachineResults) -> list[ModelGuide]:
     by_exp: dict[str, dict[tuple[str, str], list[dict]]] = defaultdict(lambda: defaultdict(list))
     for cell in results.cells:
         by_exp[cell["experiment"]][(cell["model"], cell["size"])].append(cell)
+    security = [c for cells in by_exp["security"].values() for c in cells]
     out = []
     for model, size in results.models():
         key = (model, size)
+        if not any(key in by_exp[e] for e in MODEL_EXPERIMENTS):
+            continue  # e.g. the security experiment's crafted payload: not a model to pick for
         rt = {c["format"]: c for c in by_exp["roundtrip"].get(key, [])}
         mg = ModelGuide(model, size, failed=sum(c["status"] != "ok" for c in results.cells
                                                 if (c["model"], c["size"]) == key))
         mg.answers = [
             (QUESTIONS[0], serve_answer(rt, by_exp["inference"].get(key, []),
                                         by_exp["footprint"].get(key, []))),
-            (QUESTIONS[1], trust_answer(rt)),
+            (QUESTIONS[1], trust_answer(rt, security)),
             (QUESTIONS[2], performance_answer(rt, by_exp["sharing"].get(key, []))),
             (QUESTIONS[3], custom_code_answer(rt)),
         ]
