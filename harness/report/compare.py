@@ -2,7 +2,7 @@
 
 A measure is any number of a cell whose key names its unit: `_s` and `_bytes` (lower is
 better), `_per_s` and `_bps` (higher is better), plus `label_agreement` (higher) and
-`proba_max_abs_diff` (lower). Nested dicts and lists of dicts (e.g. inference latencies) are
+any `_diff` (lower). Nested dicts and lists of dicts (e.g. inference latencies) are
 walked, so new experiments are compared without code here.
 
 A change is flagged when it exceeds the threshold *and* the raw samples do not contradict it:
@@ -28,7 +28,6 @@ MEMORY_FLOOR_BYTES = 2**20
 META = {"cell_id", "experiment", "model", "size", "format", "variant", "status", "reason",
         "elapsed_s", "overhead"}
 HIGHER_IS_BETTER = {"label_agreement"}
-LOWER_IS_BETTER = {"proba_max_abs_diff"}
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ def _kind(key: str) -> tuple[str, bool] | None:
     leaf = key.rsplit(".", 1)[-1]
     if leaf in HIGHER_IS_BETTER:
         return "", False
-    if leaf in LOWER_IS_BETTER:
+    if leaf.endswith("_diff"):
         return "", True
     if leaf.endswith(("_per_s", "_bps")):
         return "B/s" if leaf.endswith("_bps") else "", False

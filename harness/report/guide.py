@@ -93,6 +93,19 @@ def _failure(cell: dict) -> tuple:
 
 # ------------------------------------------------------------------- the four answers
 
+def onnx_fidelity(cell: dict) -> tuple:
+    """How close ONNX's outputs are: labels and probabilities, or regression values."""
+    if cell.get("label_agreement") is not None:
+        return (" and predicts the same label for ", Num(cell["label_agreement"], "%"),
+                " of the evaluation rows",
+                *((", probabilities within ", Num(cell["proba_max_abs_diff"]))
+                  if cell.get("proba_max_abs_diff") is not None else ()))
+    if cell.get("prediction_max_abs_diff") is not None:
+        return (" and predicts values within ", Num(cell["prediction_max_abs_diff"]),
+                " of scikit-learn's (relative ", Num(cell.get("prediction_max_rel_diff")), ")")
+    return ()
+
+
 def serve_answer(rt: dict[str, dict], inference: list[dict], footprint: list[dict]
                  ) -> list[Sentence]:
     out: list[Sentence] = []
@@ -109,11 +122,11 @@ def serve_answer(rt: dict[str, dict], inference: list[dict], footprint: list[dic
             "inference session in ", Num(median(onnx.get("load_s")), "s"),
             *((" (the fastest Python format, ", fastest.best, ", loads in ",
                fastest.best_value, ")") if fastest else ()),
-            " and predicts the same label for ", Num(onnx.get("label_agreement"), "%"),
-            " of the evaluation rows",
-            *((", probabilities within ", Num(onnx["proba_max_abs_diff"]))
-              if onnx.get("proba_max_abs_diff") is not None else ()), "."))
+            *onnx_fidelity(onnx), "."))
     onnx_failed = onnx is not None and onnx["status"] != "ok"  # said once above
+    if onnx is not None and not onnx_failed and not inference:
+        out.append(("ONNX Runtime's prediction speed against scikit-learn was not measured "
+                    "(run with --experiments inference).",))
     for cell in inference:
         if cell["status"] != "ok" and onnx_failed:
             continue
@@ -229,7 +242,7 @@ def _sharing_sentences(sharing: list[dict]) -> list[Sentence]:
     ok = [c for c in sharing if c["status"] == "ok" and c.get("total_pss_bytes") is not None]
     if not ok:
         return [("Sharing between processes was not measured for this model "
-                 "(experiment sharing).",)]
+                 "(run with --experiments sharing).",)]
     n = max(c.get("processes", 0) for c in ok)
     at_n = {c["format"]: c for c in ok if c.get("processes") == n}
     mmap, base = at_n.get("joblib-mmap"), at_n.get("joblib") or at_n.get("pickle-p5")

@@ -122,6 +122,16 @@ def generic_view(cells: list[dict], machine: dict) -> list[Block]:
                   note="Timings are medians; hover a number for its exact value.")]
 
 
+FIDELITY_COLUMNS = ["label agreement", "max |Δ probability|", "max |Δ prediction|",
+                    "max relative Δ prediction"]
+
+
+def fidelity(cell: dict) -> list[Num]:
+    """Classifiers: label agreement and probability drift; regressors: value drift."""
+    return [Num(cell.get("label_agreement"), "%"), Num(cell.get("proba_max_abs_diff")),
+            Num(cell.get("prediction_max_abs_diff")), Num(cell.get("prediction_max_rel_diff"))]
+
+
 def _ok(cells: list[dict]) -> list[dict]:
     return [c for c in cells if c["status"] == "ok"]
 
@@ -175,12 +185,11 @@ def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks += _throughput(cells, (machine.get("calibration") or {}))
     blocks.append(Table(
         "fidelity: does the loaded model predict what the original did?",
-        ["model", "size", "format", "predictions equal", "label agreement",
-         "max |Δ probability|"],
-        [[c["model"], c["size"], c["format"], c.get("roundtrip_equal"),
-          Num(c.get("label_agreement"), "%"), Num(c.get("proba_max_abs_diff"))]
+        ["model", "size", "format", "predictions equal", *FIDELITY_COLUMNS],
+        [[c["model"], c["size"], c["format"], c.get("roundtrip_equal"), *fidelity(c)]
          for c in _ok(cells)],
-        note="Python formats must give bitwise-equal outputs; ONNX computes in float32."))
+        note="Python formats must give bitwise-equal outputs; ONNX computes in float32, so "
+             "its regression values count as equal within a relative 1e-4."))
     return blocks
 
 
@@ -271,11 +280,10 @@ def inference_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks: list[Block] = [Table(
         "conversion and fidelity",
         ["model", "size", "status", "convert", "ONNX file", "session create", "threads",
-         "label agreement", "max |Δ probability|"],
+         *FIDELITY_COLUMNS],
         [[c["model"], c["size"], status(c), Num(median(c.get("convert_s")), "s"),
           Num(c.get("onnx_file_bytes"), "B"), Num(median(c.get("session_create_s")), "s"),
-          _threads(c.get("threads")), Num(c.get("label_agreement"), "%"),
-          Num(c.get("proba_max_abs_diff"))] for c in cells])]
+          _threads(c.get("threads")), *fidelity(c)] for c in cells])]
     rows, groups = [], {}
     for c in _ok(cells):
         for method, pts in speedups(c).items():
