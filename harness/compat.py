@@ -194,8 +194,10 @@ def environment(sklearn: str, rebuild: bool = False) -> Environment:
     """The environment for one exact scikit-learn version: this interpreter when it already
     runs that version, else a cached or freshly built venv."""
     if sklearn == harness_sklearn():
+        from harness.machine import package_versions
+
         return Environment(sklearn, sys.executable, "harness",
-                           packages={p: _version_or_none(p) for p in REPORTED})
+                           packages=package_versions(REPORTED))
     directory = _env_dir(sklearn)
     with _locked(directory.with_name(directory.name + ".lock")):
         ready = directory / READY
@@ -206,13 +208,6 @@ def environment(sklearn: str, rebuild: bool = False) -> Environment:
             env.source = "cached"
             return env
         return _build(sklearn, directory)
-
-
-def _version_or_none(dist: str) -> str | None:
-    try:
-        return installed_version(dist)
-    except Exception:
-        return None
 
 
 def link_dir() -> Path:

@@ -17,13 +17,13 @@ import platform
 import sys
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from harness.formats import FORMATS, Format
+from harness.machine import package_versions
 from harness.models import UsageError
 from harness.results import write_atomic
 
@@ -68,17 +68,9 @@ def serializer_distributions(fmt: Format) -> list[str]:
     return names
 
 
-def _version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
-
-
 def environment_versions(fmt: Format) -> dict[str, str | None]:
     return {"python": platform.python_version(),
-            **{dist: _version(dist) for dist in (*CORE_LIBRARIES,
-                                                 *serializer_distributions(fmt))}}
+            **package_versions((*CORE_LIBRARIES, *serializer_distributions(fmt)))}
 
 
 def platform_info() -> dict:
@@ -218,8 +210,8 @@ def compare_environment(sidecar: dict, model_path: Path) -> list[Finding]:
                   fatal=True)]
     now = environment_versions(fmt)
     for dist, saved in sidecar["versions"].items():
-        found.append(same(dist, saved, now[dist] if dist in now else _version(dist),
-                          fatal=dist == "scikit-learn"))
+        current = now[dist] if dist in now else package_versions((dist,))[dist]
+        found.append(same(dist, saved, current, fatal=dist == "scikit-learn"))
     here = platform_info()
     found += [same(f"platform {key}", sidecar["platform"].get(key), here[key])
               for key in ("system", "machine", "implementation")]

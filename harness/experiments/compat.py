@@ -121,17 +121,10 @@ def dump_step(ctx: StepContext) -> dict:
 
 
 def _versions() -> dict:
-    from importlib.metadata import PackageNotFoundError, version
-
     from harness.compat import REPORTED
+    from harness.machine import package_versions
 
-    out = {}
-    for dist in REPORTED:
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            out[dist] = None
-    return out
+    return package_versions(REPORTED)
 
 
 def _estimator_modules(est) -> list[str]:
