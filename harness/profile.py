@@ -51,12 +51,15 @@ def find_profiles(directory: Path) -> dict[tuple[str, str, str, str], dict]:
         try:
             info = json.loads(path.read_text())
             key = (info["model"], info["size"], info["format"], info["phase"])
+            if info["status"] != "ok":
+                continue  # a phase that could not be profiled has nothing to link
+            flamegraph = path.with_name(info["flamegraph"])
+            capture_path = path.with_name(info["capture"])
         except (OSError, ValueError, KeyError, TypeError):
-            continue
-        flamegraph = path.with_name(info.get("flamegraph", ""))
-        if info.get("status") == "ok" and flamegraph.is_file():
+            continue  # not a profile of ours
+        if flamegraph.is_file():
             found[key] = {**info, "json_path": path, "flamegraph_path": flamegraph,
-                          "capture_path": path.with_name(info.get("capture", ""))}
+                          "capture_path": capture_path}
     return found
 
 

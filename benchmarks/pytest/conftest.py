@@ -28,12 +28,12 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """The harness's own fingerprint, so the JSON converts into a results file unchanged."""
     from harness import __version__
-    from harness.machine import fingerprint
+    from harness.machine import describe
     from harness.measure import PEAK_METHOD
     from harness.profiles import from_env
 
     machine_info["persistbench"] = {
-        "machine": fingerprint(Path(tempfile.gettempdir())),
+        "machine": describe(Path(tempfile.gettempdir())),  # fingerprint + calibration
         "profile": from_env(),
         "harness_version": __version__,
         "peak_memory_method": PEAK_METHOD,
