@@ -63,7 +63,7 @@ def loads(tmp_path):
     return model, load
 
 
-def test_each_outcome_is_recognised_end_to_end(loads):
+def test_each_outcome_is_recognised_end_to_end(loads, tmp_path):
     model, load = loads
     assert load(model, "same")[0] == "loaded_identical"
     wrong = pickle.loads(pickle.dumps(model))
@@ -74,6 +74,7 @@ def test_each_outcome_is_recognised_end_to_end(loads):
     assert outcome == "clean_exception" and detail.startswith("at predict")
     outcome, detail = load(Aborts(), "aborts")
     assert outcome == "crash" and "SIGABRT" in detail
+    assert robustness.last_words(tmp_path / "aborts.json").startswith("Fatal Python error")
     started = time.monotonic()
     outcome, _ = load(Sleeps(), "sleeps", timeout=2.0)
     assert outcome == "hang" and time.monotonic() - started < 30

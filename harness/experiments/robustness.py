@@ -10,6 +10,7 @@ the intact file loaded the same way, so ONNX is held to its own outputs, not sci
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import pickle
 import resource
@@ -118,11 +119,16 @@ def _stderr_beside(result_path: str) -> None:
     os.close(fd)
 
 
-def _last_words(result_path: Path) -> str:
+def last_words(result_path: Path) -> str:
+    """What a dead or killed trial printed: faulthandler's fatal error and innermost frame."""
     try:
         lines = Path(f"{result_path}.stderr").read_text(errors="replace").strip().splitlines()
     except FileNotFoundError:
         return ""
+    fatal = next((line for line in lines if line.startswith("Fatal Python error")), None)
+    if fatal:
+        frame = next((line.strip() for line in lines if line.strip().startswith("File ")), "")
+        return f"{fatal}; innermost frame: {frame}"[:300]
     return lines[-1][:200] if lines else ""
 
 
@@ -130,6 +136,7 @@ def load_trial(fmt_name: str, path: str, workdir: str, reference: bool, as_limit
                result_path: str) -> None:
     """Child entry point: load a (possibly damaged) file, predict, compare, report."""
     _stderr_beside(result_path)
+    faulthandler.enable()  # a segfault in a library leaves its Python stack in the log
     _cap_address_space(as_limit)
     fmt = FORMATS[fmt_name]
     folder = Path(workdir)
@@ -209,8 +216,8 @@ def trials_step(ctx: StepContext) -> dict:
         outcome, detail = classify(run_child(
             load_trial, (fmt, str(damaged_path), str(ctx.workdir), False, limit),
             result_path, timeout))
-        if outcome in ("crash", "hang") and _last_words(result_path):
-            detail += f"; last stderr line: {_last_words(result_path)}"
+        if outcome in ("crash", "hang") and last_words(result_path):
+            detail += f"; {last_words(result_path)}"
         counts[kind][outcome] += 1
         if len(examples) < MAX_EXAMPLES and not any(e["outcome"] == outcome and
                                                     e["kind"] == kind for e in examples):
