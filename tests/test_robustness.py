@@ -55,7 +55,7 @@ def loads(tmp_path):
     def load(obj, name: str, reference: bool = False, timeout: float = 20.0):
         path = tmp_path / f"{name}.pkl"
         path.write_bytes(pickle.dumps(obj))
-        args = ("pickle", str(path), str(tmp_path), reference, None)
+        args = ("pickle", str(path), str(tmp_path), reference, None, timeout)
         return robustness.classify(run_child(robustness.load_trial, args,
                                              tmp_path / f"{name}.json", timeout))
 
@@ -78,6 +78,7 @@ def test_each_outcome_is_recognised_end_to_end(loads, tmp_path):
     started = time.monotonic()
     outcome, _ = load(Sleeps(), "sleeps", timeout=2.0)
     assert outcome == "hang" and time.monotonic() - started < 30
+    assert "innermost frame" in robustness.last_words(tmp_path / "sleeps.json")
 
 
 def test_robustness_cells_count_every_trial(tmp_path):

@@ -120,12 +120,14 @@ def _stderr_beside(result_path: str) -> None:
 
 
 def last_words(result_path: Path) -> str:
-    """What a dead or killed trial printed: faulthandler's fatal error and innermost frame."""
+    """What a dead or killed trial printed: faulthandler's fatal error (or timeout) and the
+    innermost frame of the stack it dumped."""
     try:
         lines = Path(f"{result_path}.stderr").read_text(errors="replace").strip().splitlines()
     except FileNotFoundError:
         return ""
-    fatal = next((line for line in lines if line.startswith("Fatal Python error")), None)
+    fatal = next((line for line in lines
+                  if line.startswith(("Fatal Python error", "Timeout ("))), None)
     if fatal:
         frame = next((line.strip() for line in lines if line.strip().startswith("File ")), "")
         return f"{fatal}; innermost frame: {frame}"[:300]
@@ -133,10 +135,11 @@ def last_words(result_path: Path) -> str:
 
 
 def load_trial(fmt_name: str, path: str, workdir: str, reference: bool, as_limit: int | None,
-               result_path: str) -> None:
+               timeout_s: float, result_path: str) -> None:
     """Child entry point: load a (possibly damaged) file, predict, compare, report."""
     _stderr_beside(result_path)
     faulthandler.enable()  # a segfault in a library leaves its Python stack in the log
+    faulthandler.dump_traceback_later(max(timeout_s - 1.0, 0.5))  # so does a hang
     _cap_address_space(as_limit)
     fmt = FORMATS[fmt_name]
     folder = Path(workdir)
@@ -197,7 +200,8 @@ def trials_step(ctx: StepContext) -> dict:
     limit = _address_space_limit(len(data))
     trial_dir = ctx.workdir / "trials"
     trial_dir.mkdir(exist_ok=True)
-    baseline = run_child(load_trial, (fmt, str(path), str(ctx.workdir), True, limit),
+    baseline = run_child(load_trial, (fmt, str(path), str(ctx.workdir), True, limit,
+                                      MAX_TRIAL_TIMEOUT_S * 5),
                          trial_dir / "reference.json", MAX_TRIAL_TIMEOUT_S * 5)
     if classify(baseline)[0] != "loaded_identical":
         raise RuntimeError(f"the intact file does not load: {classify(baseline)[1]}")
@@ -214,7 +218,7 @@ def trials_step(ctx: StepContext) -> dict:
         damaged_path.write_bytes(damaged)
         result_path = trial_dir / f"trial{index}.json"
         outcome, detail = classify(run_child(
-            load_trial, (fmt, str(damaged_path), str(ctx.workdir), False, limit),
+            load_trial, (fmt, str(damaged_path), str(ctx.workdir), False, limit, timeout),
             result_path, timeout))
         if outcome in ("crash", "hang") and last_words(result_path):
             detail += f"; {last_words(result_path)}"
