@@ -114,6 +114,21 @@ def test_nested_lists_are_matched_by_their_labels(report_runs):
         if c["experiment"] == "footprint"))
 
 
+def test_few_repeats_need_disjoint_ranges(pair):
+    """Two repeats cannot reach p < 0.05: the min..max ranges decide instead."""
+    a, b = pair
+    base = _cell(a, FASTER)["load_s"]["median"]
+    _set_samples(_cell(a, FASTER), "load_s", [base, base * 3])
+    _set_samples(_cell(b, FASTER), "load_s", [base * 2, base * 4])  # +50 %, ranges overlap
+    _set_samples(_cell(a, NOISY), "load_s", [base, base * 1.1])
+    _set_samples(_cell(b, NOISY), "load_s", [base * 2, base * 2.2])  # +100 %, disjoint
+    comp = compare(a, b)
+    overlapping, disjoint = _row(comp, FASTER, "load_s"), _row(comp, NOISY, "load_s")
+    assert overlapping.ratio == pytest.approx(1.5) and overlapping.flag == ""
+    assert disjoint.ratio == pytest.approx(2.0) and disjoint.flag == "worse"
+    assert overlapping.p_value is not None and disjoint.p_value is not None
+
+
 def test_memory_noise_under_a_page_floor_is_not_flagged(pair):
     a, b = pair
     cell_a, cell_b = _cell(a, LOAD), _cell(b, LOAD)

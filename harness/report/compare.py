@@ -5,9 +5,11 @@ better), `_per_s` and `_bps` (higher is better), plus `label_agreement` (higher)
 any `_diff` (lower). Nested dicts and lists of dicts (e.g. inference latencies) are
 walked, so new experiments are compared without code here.
 
-A change is flagged when it exceeds the threshold *and* the raw samples do not contradict it:
+A change is flagged when it exceeds the threshold *and* the repeats do not contradict it:
 when both sides kept samples and there are enough of them for a Mann-Whitney U test to reach
-`ALPHA`, the change must also be significant. Peak-memory changes under `MEMORY_FLOOR_BYTES`
+`ALPHA`, the change must also be significant; with fewer repeats (e.g. 3 cold loads), the two
+min..max ranges must not overlap; a measure taken once (a file size) is judged by its ratio.
+Peak-memory changes under `MEMORY_FLOOR_BYTES`
 are page-granularity noise and never flagged. Across machines, times are also shown
 normalised by each machine's calibrated bandwidth (time × bandwidth), so a machine that is
 faster overall does not hide a format that got relatively slower.
@@ -37,6 +39,15 @@ class Measure:
     unit: str  # "s", "B", "B/s" (a rate) or "" (a score)
     lower_is_better: bool
     samples: tuple[float, ...] = ()
+    spread: tuple[float, float] | None = None  # (min, max) of two or more repeats
+
+
+def _spread(samples: tuple[float, ...], stats: dict | None = None) -> tuple[float, float] | None:
+    if len(samples) >= 2:
+        return min(samples), max(samples)
+    if stats and stats.get("n", 0) >= 2 and None not in (stats.get("min"), stats.get("max")):
+        return float(stats["min"]), float(stats["max"])
+    return None
 
 
 def _kind(key: str) -> tuple[str, bool] | None:
@@ -84,8 +95,9 @@ def measures(container: dict, prefix: str = "") -> dict[str, Measure]:
         kind = _kind(key)
         if isinstance(value, dict) and "median" in value and kind:
             if value["median"] is not None:
-                out[path] = Measure(path, float(value["median"]), kind[0], kind[1],
-                                    _samples(container, key))
+                samples = _samples(container, key)
+                out[path] = Measure(path, float(value["median"]), kind[0], kind[1], samples,
+                                    _spread(samples, value))
         elif isinstance(value, dict):
             out.update(measures(value, f"{path}."))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -95,7 +107,8 @@ def measures(container: dict, prefix: str = "") -> dict[str, Measure]:
             for ident, item in zip(ids, value, strict=True):
                 out.update(measures(item, f"{path}[{ident}]."))
         elif kind and isinstance(value, int | float) and not isinstance(value, bool):
-            out[path] = Measure(path, float(value), kind[0], kind[1], _samples(container, key))
+            samples = _samples(container, key)
+            out[path] = Measure(path, float(value), kind[0], kind[1], samples, _spread(samples))
     return out
 
 
@@ -159,6 +172,15 @@ def _test_can_decide(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return len(a) >= 2 and len(b) >= 2 and 2 / math.comb(len(a) + len(b), len(a)) < ALPHA
 
 
+def _decisive(ma: Measure, mb: Measure, p: float | None) -> bool:
+    """Is the change real as far as the repeats can tell?"""
+    if p is not None and _test_can_decide(ma.samples, mb.samples):
+        return p < ALPHA
+    if ma.spread and mb.spread:  # too few repeats for the test: the ranges must not overlap
+        return ma.spread[1] < mb.spread[0] or mb.spread[1] < ma.spread[0]
+    return True  # one value per side (a file size, a single timing): the ratio decides
+
+
 def bandwidth_key(key: str) -> str:
     """Which calibrated bandwidth a time is normalised by."""
     if "cold" in key:
@@ -211,7 +233,7 @@ def _row(cid: str, ma: Measure, mb: Measure, cal_a: dict, cal_b: dict, cross: bo
     ratio = _ratio(ma.value, mb.value)
     worse_by = ratio - 1 if ma.lower_is_better else (math.inf if ratio == 0 else 1 / ratio - 1)
     p = _p_value(ma.samples, mb.samples)
-    decisive = p is None or p < ALPHA or not _test_can_decide(ma.samples, mb.samples)
+    decisive = _decisive(ma, mb, p)
     if ma.unit == "B" and ma.samples and abs(mb.value - ma.value) < MEMORY_FLOOR_BYTES:
         decisive = False
     row = Row(cid, ma.key, Num(ma.value, ma.unit), Num(mb.value, mb.unit), ratio,
