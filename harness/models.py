@@ -80,10 +80,13 @@ PARAMS: dict[str, dict[str, dict[str, Any]]] = {
         "large": {"n_samples": 2_000, "n_features": 100_000, "n_targets": 700},
     },
     "random_forest": {
-        "small": {"n_samples": 1_000, "n_features": 10, "n_estimators": 10, "max_depth": 6},
-        "medium": {"n_samples": 20_000, "n_features": 20, "n_estimators": 40, "max_depth": None},
-        "large": {"n_samples": 100_000, "n_features": 20, "n_estimators": 100,
-                  "max_depth": None},
+        "small": {"n_samples": 1_000, "n_features": 10, "n_estimators": 10, "max_depth": 6,
+                  "n_classes": 2},
+        "medium": {"n_samples": 20_000, "n_features": 20, "n_estimators": 40, "max_depth": None,
+                   "n_classes": 2},
+        # ten classes: every node stores a value row per class, which is what makes it big
+        "large": {"n_samples": 150_000, "n_features": 20, "n_estimators": 100,
+                  "max_depth": None, "n_classes": 10},
     },
     "hist_gb": {
         "small": {"n_samples": 1_000, "n_features": 10, "max_iter": 20, "n_classes": 3},
@@ -148,7 +151,8 @@ def _build_random_forest(size: str, seed: int):
 
     p = PARAMS["random_forest"][size]
     # Noisy labels make fully grown trees large: that is the point of the big sizes.
-    X, y = _classification(p["n_samples"], p["n_features"], seed, flip_y=0.3)
+    X, y = _classification(p["n_samples"], p["n_features"], seed, n_classes=p["n_classes"],
+                           flip_y=0.3)
     est = RandomForestClassifier(n_estimators=p["n_estimators"], max_depth=p["max_depth"],
                                  random_state=seed, n_jobs=-1).fit(X, y)
     est.set_params(n_jobs=1)
