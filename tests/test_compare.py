@@ -127,6 +127,9 @@ def test_few_repeats_need_disjoint_ranges(pair):
     assert overlapping.ratio == pytest.approx(1.5) and overlapping.flag == ""
     assert disjoint.ratio == pytest.approx(2.0) and disjoint.flag == "worse"
     assert overlapping.p_value is not None and disjoint.p_value is not None
+    _cell(b, FASTER)["predict_eval_s"] = _cell(a, FASTER)["predict_eval_s"] * 3
+    once = _row(compare(a, b), FASTER, "predict_eval_s")  # one timing: noise unknown
+    assert once.ratio == pytest.approx(3.0) and once.flag == "" and not once.decisive
 
 
 def test_memory_noise_under_a_page_floor_is_not_flagged(pair):

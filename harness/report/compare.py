@@ -8,7 +8,8 @@ walked, so new experiments are compared without code here.
 A change is flagged when it exceeds the threshold *and* the repeats do not contradict it:
 when both sides kept samples and there are enough of them for a Mann-Whitney U test to reach
 `ALPHA`, the change must also be significant; with fewer repeats (e.g. 3 cold loads), the two
-min..max ranges must not overlap; a measure taken once (a file size) is judged by its ratio.
+min..max ranges must not overlap. A size or score taken once is judged by its ratio; a
+timing taken once (its noise unknown) is shown but never flagged.
 Peak-memory changes under `MEMORY_FLOOR_BYTES`
 are page-granularity noise and never flagged. Across machines, times are also shown
 normalised by each machine's calibrated bandwidth (time × bandwidth), so a machine that is
@@ -178,7 +179,9 @@ def _decisive(ma: Measure, mb: Measure, p: float | None) -> bool:
         return p < ALPHA
     if ma.spread and mb.spread:  # too few repeats for the test: the ranges must not overlap
         return ma.spread[1] < mb.spread[0] or mb.spread[1] < ma.spread[0]
-    return True  # one value per side (a file size, a single timing): the ratio decides
+    # A size or a fidelity score is the same on every repeat: its ratio decides. A timing
+    # taken once has unknown noise, so it cannot.
+    return not (ma.unit == "s" or ma.key.endswith(("_per_s", "_bps")))
 
 
 def bandwidth_key(key: str) -> str:
