@@ -82,16 +82,20 @@ def status(cell: dict) -> str:
     return cell["status"] if cell["status"] == "ok" else f"{cell['status']}: {cell['reason']}"
 
 
-def grid(cells: list[dict], value: Callable[[dict], float | None]):
-    """(row labels, {format: [value per row]}) over the ok cells."""
-    rows = list(dict.fromkeys(row_label(c) for c in cells))
+def row_labels(cells: list[dict]) -> list[str]:
+    return list(dict.fromkeys(row_label(c) for c in cells))
+
+
+def grid(cells: list[dict], value: Callable[[dict], float | None]) -> dict[str, list]:
+    """{format: [value per row of `row_labels(cells)`]} over the ok cells."""
+    rows = row_labels(cells)
     series: dict[str, list] = {}
     for cell in cells:
         if cell["status"] != "ok":
             continue
         series.setdefault(cell["format"], [None] * len(rows))
         series[cell["format"]][rows.index(row_label(cell))] = value(cell)
-    return rows, series
+    return series
 
 
 def scalar_measures(cell: dict) -> dict[str, Num | str | bool]:
@@ -154,17 +158,16 @@ def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     if not _ok(cells):
         return [*blocks, Paragraph("No round-trip cell succeeded, so there is nothing to plot.")]
 
-    panels = []
-    for key, title in (("dump_s", "dump"), ("load_s", "load, warm cache"),
-                       ("load_cold_s", "load, cold cache")):
-        rows, series = grid(cells, lambda c, k=key: median(c.get(k)))
-        panels.append((title, series))
+    rows = row_labels(cells)
+    panels = [(title, grid(cells, lambda c, k=key: median(c.get(k))))
+              for key, title in (("dump_s", "dump"), ("load_s", "load, warm cache"),
+                                 ("load_cold_s", "load, cold cache"))]
     blocks.append(Figure("dump and load time per format (median, log scale)",
                          charts.dot_panels(rows, panels, "s")))
-    rows, sizes = grid(cells, lambda c: c.get("file_bytes"))
+    sizes = grid(cells, lambda c: c.get("file_bytes"))
     blocks.append(Figure("file size per format (log scale)",
                          charts.dot_panels(rows, [("file size", sizes)], "B")))
-    panels = [(title, grid(cells, lambda c, k=key: c.get(k))[1])
+    panels = [(title, grid(cells, lambda c, k=key: c.get(k)))
               for key, title in (("dump_peak_rss_bytes", "dump"),
                                  ("load_peak_rss_bytes", "load, warm"),
                                  ("load_cold_peak_rss_bytes", "load, cold"))]
@@ -207,11 +210,12 @@ def _throughput(cells: list[dict], calibration: dict) -> list[Block]:
             return None
         return cell["file_bytes"] / seconds / bandwidth
 
-    rows, warm = grid(cells, lambda c: share(c, "load_s", warm_bw))
+    rows = row_labels(cells)
+    warm = grid(cells, lambda c: share(c, "load_s", warm_bw))
     panels = [("warm load / page-cache read bandwidth", warm)]
     if cold_bw:
         panels.append(("cold load / cold read bandwidth",
-                       grid(cells, lambda c: share(c, "load_cold_s", cold_bw))[1]))
+                       grid(cells, lambda c: share(c, "load_cold_s", cold_bw))))
     return [Figure(
         "load throughput (file bytes / load time) as a fraction of calibrated bandwidth",
         charts.dot_panels(rows, panels, "%"),
