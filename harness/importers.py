@@ -99,7 +99,10 @@ def from_pytest_benchmark(data: dict, path: Path) -> dict:
            "harness_version": own["harness_version"], "profile": own["profile"],
            "peak_memory_method": own["peak_memory_method"], "source": "pytest-benchmark",
            "source_path": str(path), "commit": commit.get("id")}
-    return _document(own["machine"], run, cells)
+    # Its own page: merged into the harness's runs of the same host, its cells (timings
+    # without the fidelity checks) would replace theirs.
+    machine = {**own["machine"], "machine_id": f"{own['machine']['machine_id']}-pytest-benchmark"}
+    return _document(machine, run, cells)
 
 
 # ---------------------------------------------------------------------------------- asv
