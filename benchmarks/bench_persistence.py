@@ -21,7 +21,7 @@ from __future__ import annotations
 # onnxruntime already imported instead of paying seconds of imports per parameter set.
 import harness.worker  # noqa: F401
 from harness import fronts
-from harness.formats import FORMATS
+from harness.formats import FORMATS, predict
 from harness.measure import cold_cache_supported, evict_from_page_cache
 
 GRID = fronts.grid()
@@ -130,8 +130,6 @@ class _Predict:
         self.predictor, self.format = self.predictor_of(model, size, est)
 
     def predict(self) -> None:
-        from harness.formats import predict
-
         predict(self.format, self.predictor, self.X)
 
 
