@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
+TESTS = Path(__file__).parent
+
 
 def persistbench(*args: str, cwd=None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])}
     return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
-                          text=True, cwd=cwd, timeout=300)
+                          text=True, cwd=cwd, env=env, timeout=300)
 
 
 @pytest.mark.parametrize("args, needle", [
@@ -51,7 +57,7 @@ def test_run_with_a_user_model_writes_results(tmp_path):
     out = tmp_path / "r.json"
     proc = persistbench("run", "--model", "known_models:raises", "--formats", "pickle,skops",
                         "--repeat", "1", "--no-calibrate", "--output", str(out),
-                        cwd=str(__import__("pathlib").Path(__file__).parent))
+                        cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
     from harness.results import read
 
