@@ -93,3 +93,13 @@ def test_cells_ok_for_a_convertible_model_unsupported_with_the_converters_messag
     bad = by_model["custom_code"]
     assert bad["status"] == "unsupported"
     assert "FunctionTransformer" in bad["reason"]
+
+
+def test_fidelity_outputs_in_chunks_equal_one_batch(tiny):
+    est, session, X = tiny
+    from harness.formats import FORMATS, predict
+
+    for fmt, obj in ((FORMATS["pickle"], est), (FORMATS["onnx"], session)):
+        whole, chunked = predict(fmt, obj, X), inference.predict_in_chunks(fmt, obj, X, chunk=7)
+        assert np.array_equal(whole[0], chunked[0])
+        np.testing.assert_allclose(whole[1], chunked[1], rtol=1e-5)  # BLAS blocking may differ

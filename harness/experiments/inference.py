@@ -6,6 +6,8 @@ thread each (BLAS/OpenMP limited by threadpoolctl, onnxruntime's intra-op pool s
 the comparison neither depends on nor fights over the machine's cores. Fidelity is scored
 on rows the model never saw. A model skl2onnx cannot convert is `unsupported` with the
 converter's own message; one onnxruntime then fails on is an `error` with the runtime's.
+The steps run in the order of the memory they may need, so a batch too big for the machine
+costs only itself.
 """
 
 from __future__ import annotations
@@ -31,12 +33,14 @@ from harness.formats import (
 NAME = "inference"
 DESCRIPTION = "ONNX Runtime vs scikit-learn: conversion, session, latency per batch, fidelity"
 BATCH_SIZES = (1, 10, 100, 1_000, 10_000)
+SMALL_BATCHES, LARGE_BATCHES = BATCH_SIZES[:3], BATCH_SIZES[3:]
 THREADS = 1
 SERIES_BUDGET_S = 1.0  # per (runtime, method, batch): stop sampling after this much time
 SERIES_MAX_N = 100
 WARMUP_BELOW_S = 1.0  # a first call slower than this is kept as a sample, not thrown away
 SESSION_REPEATS = 3
 FIDELITY_ROWS = 2_000  # enough for agreement to 0.1 %; the big batches are timed anyway
+FIDELITY_CHUNK = 500
 ONNX_FILE = "model.onnx"
 
 
@@ -160,27 +164,56 @@ def convert_step(ctx: StepContext) -> dict:
             "onnx_opsets": {d.domain or "ai.onnx": d.version for d in model.opset_import}}
 
 
-def measure_step(ctx: StepContext) -> dict:
+def _rows(ctx: StepContext) -> tuple[Any, Any]:
+    """The model (from the cache, not measured) and the held-out rows every step uses."""
+    est, X_eval = ctx.load_model()
+    return est, heldout_rows(X_eval, max(BATCH_SIZES), int(ctx.cell.options.get("seed", 0)))
+
+
+def predict_in_chunks(fmt, obj: Any, X: Any, chunk: int = FIDELITY_CHUNK) -> tuple:
+    """Outputs for all rows, computed a chunk at a time so fidelity never needs a big batch."""
+    parts = [predict(fmt, obj, X[i:i + chunk]) for i in range(0, len(X), chunk)]
+    labels = np.concatenate([p[0] for p in parts])
+    proba = None if parts[0][1] is None else np.concatenate([p[1] for p in parts])
+    return labels, proba
+
+
+def session_step(ctx: StepContext) -> dict:
     from threadpoolctl import threadpool_limits
 
-    est, X_eval = ctx.load_model()
-    X = heldout_rows(X_eval, max(BATCH_SIZES), int(ctx.cell.options.get("seed", 0)))
-    path = ctx.workdir / ONNX_FILE
+    est, X = _rows(ctx)
     with threadpool_limits(limits=THREADS):
         ctx.start_measuring()
         creations, session = [], None
         for _ in range(SESSION_REPEATS):
             start = time.perf_counter()
-            session = onnx_session(path, threads=THREADS)
+            session = onnx_session(ctx.workdir / ONNX_FILE, threads=THREADS)
             creations.append(time.perf_counter() - start)
-        expected = predict(FORMATS["pickle"], est, X[:FIDELITY_ROWS])
-        got = predict(FORMATS["onnx"], session, X[:FIDELITY_ROWS])
-        out = {"session_create_s": float(np.median(creations)),
-               "session_create_s_samples": creations, "threads": threads_used(),
-               "heldout_rows": len(X[:FIDELITY_ROWS]),
-               **fidelity(expected, got)}
-        out["latency"] = latency(est, session, X)
-    return out
+        return {"session_create_s": float(np.median(creations)),
+                "session_create_s_samples": creations, "threads": threads_used(),
+                "latency": latency(est, session, X, SMALL_BATCHES)}
 
 
-STEPS = (convert_step, measure_step)
+def fidelity_step(ctx: StepContext) -> dict:
+    est, X = _rows(ctx)
+    session = onnx_session(ctx.workdir / ONNX_FILE, threads=THREADS)
+    rows = X[:FIDELITY_ROWS]
+    ctx.start_measuring()
+    expected = predict_in_chunks(FORMATS["pickle"], est, rows)
+    got = predict_in_chunks(FORMATS["onnx"], session, rows)
+    return {"heldout_rows": len(rows), **fidelity(expected, got)}
+
+
+def large_batches_step(ctx: StepContext) -> dict:
+    """Last and alone: a batch that exhausts memory ends here, the smaller ones are kept."""
+    from threadpoolctl import threadpool_limits
+
+    est, X = _rows(ctx)
+    with threadpool_limits(limits=THREADS):
+        session = onnx_session(ctx.workdir / ONNX_FILE, threads=THREADS)
+        ctx.start_measuring()
+        return {"latency": ctx.previous["latency"] + latency(est, session, X, LARGE_BATCHES)}
+
+
+# Ordered by the memory they may need, so a failure loses as little as possible.
+STEPS = (convert_step, session_step, fidelity_step, large_batches_step)
