@@ -162,7 +162,7 @@ def measure_cell(cell: Cell, timeout_s: float = 600.0, base: Path | None = None)
     The entry point of fronts that keep their own records (asv, pytest-benchmark): the same
     steps and the same cell record as `run`, without a run around them.
     """
-    scratch = Path(tempfile.mkdtemp(prefix=".persistbench-", dir=base))
+    scratch = make_scratch(base)
     try:
         if cell.needs_model:
             trained = _train(cell, scratch, TRAIN_TIMEOUT_S)
@@ -173,6 +173,24 @@ def measure_cell(cell: Cell, timeout_s: float = 600.0, base: Path | None = None)
         return run_cell(cell, workdir, timeout_s)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+SCRATCH_PREFIX = ".persistbench-"
+
+
+def make_scratch(base: Path | None) -> Path:
+    """A work folder named after this process, so a later run can tell it was abandoned."""
+    return Path(tempfile.mkdtemp(prefix=f"{SCRATCH_PREFIX}{os.getpid()}-", dir=base))
+
+
+def sweep_abandoned_scratch(base: Path) -> None:
+    """Remove work folders of killed runs: they can hold big dumps and crafted payloads."""
+    import psutil
+
+    for folder in base.glob(f"{SCRATCH_PREFIX}*-*"):
+        pid = folder.name[len(SCRATCH_PREFIX):].split("-", 1)[0]
+        if folder.is_dir() and pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _open_results(options: RunOptions) -> ResultsFile:
@@ -210,7 +228,8 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     todo = [c for c in cells if c.cell_id not in done]
     base = options.workdir or options.output.parent
     base.mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix=".persistbench-", dir=base))
+    sweep_abandoned_scratch(base)
+    scratch = make_scratch(base)
     trained: dict[tuple[str, str], dict] = {}
     try:
         with _progress() as progress:

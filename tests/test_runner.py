@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 from conftest import run_plan
 
@@ -71,3 +72,20 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
     assert data["run"]["state"] == "interrupted"
     assert len(data["cells"]) >= 3
     assert "--resume" in proc.stderr.read()
+
+
+def test_work_folders_of_killed_runs_are_swept(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    abandoned = tmp_path / f".persistbench-{dead}-abc"
+    abandoned.mkdir()
+    (abandoned / "payload.pkl").write_bytes(b"x")
+    alive = tmp_path / f".persistbench-{os.getpid()}-def"
+    alive.mkdir()
+    run_plan(tmp_path / "r.json", roundtrip.plan(["logreg"], ["small"], ["pickle"],
+                                                 {"repeat": 1, "seed": 0}))
+    assert not abandoned.exists()
+    assert alive.exists()
