@@ -283,14 +283,15 @@ STEPS = (dump_step, load_step)
 # ------------------------------------------------------------------------------ summary
 
 def outcome_matrix(cells: list[dict]) -> dict[str, dict[tuple[str, str], Counter]]:
-    """format -> (saved with, loaded with) -> outcome counts; cells without an outcome
-    (unsupported, error, timeout) are counted under their status."""
+    """format -> (saved with, loaded with) -> outcome counts; cells without an outcome are
+    counted under their status in brackets (`[unsupported]`, `[error]`), so a cell that could
+    not be measured is never mistaken for a load that raised."""
     matrix: dict[str, dict[tuple[str, str], Counter]] = {}
     for cell in cells:
         if cell["experiment"] != NAME:
             continue
         saved, loaded = cell["variant"].split("->")
-        key = cell.get("outcome") if cell["status"] == "ok" else cell["status"]
+        key = cell["outcome"] if cell["status"] == "ok" else f"[{cell['status']}]"
         matrix.setdefault(cell["format"], {}).setdefault((saved, loaded), Counter())[key] += 1
     return matrix
 
