@@ -299,6 +299,7 @@ def outcome_matrix(cells: list[dict]) -> dict[str, dict[tuple[str, str], Counter
 def print_matrix(data: dict, console=None) -> None:
     """One table per format: rows saved with, columns loaded with, outcome counts inside."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console or Console()
@@ -306,7 +307,8 @@ def print_matrix(data: dict, console=None) -> None:
         versions = list(dict.fromkeys(v for pair in pairs for v in pair))
         table = Table("saved with \\ loaded with", *versions, title=f"compat: {fmt}")
         for saved in versions:
-            row = [", ".join(f"{k} {n}" for k, n in sorted(pairs.get((saved, b), {}).items()))
-                   or "-" for b in versions]
+            row = [escape(", ".join(f"{k} {n}" for k, n in
+                                    sorted(pairs.get((saved, b), {}).items())) or "-")
+                   for b in versions]
             table.add_row(saved, *row)
         console.print(table)
