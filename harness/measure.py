@@ -108,6 +108,30 @@ def cold_cache_supported() -> bool:
     return hasattr(os, "posix_fadvise")
 
 
+MEMORY_CAP_FRACTION = 0.8
+
+
+def cap_address_space(limit_bytes: int | None = None) -> int | None:
+    """Make a runaway allocation fail in this process instead of summoning the OOM killer.
+
+    The kernel's OOM killer picks its victim machine-wide: a cell that asks for more than
+    the machine has could take down the harness or an unrelated program. With RLIMIT_AS the
+    allocation fails inside the cell, which then ends as `error` or `crashed` with a reason.
+    Default: 80 % of physical memory (address space, so memory maps count too).
+    """
+    import psutil
+
+    limit = limit_bytes or int(MEMORY_CAP_FRACTION * psutil.virtual_memory().total)
+    try:
+        _, hard = resource.getrlimit(resource.RLIMIT_AS)
+        if hard != resource.RLIM_INFINITY:
+            limit = min(limit, hard)
+        resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    except (ValueError, OSError):  # not settable here (some platforms): run uncapped
+        return None
+    return limit
+
+
 def process_memory(pid: int) -> dict:
     """RSS, USS and PSS of a process (PSS splits each shared page among its sharers)."""
     import psutil

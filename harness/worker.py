@@ -34,6 +34,7 @@ import skops.io  # noqa: F401
 
 from harness.experiments import Cell, StepContext, experiment
 from harness.formats import Unsupported, describe_exception
+from harness.measure import cap_address_space
 from harness.results import write_atomic
 
 
@@ -49,6 +50,7 @@ def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_sta
              result_path: str) -> None:
     """Child entry point: run one step and leave its outcome in `result_path`."""
     entered = time.monotonic()
+    cap_address_space()
     ctx = StepContext(cell=cell, workdir=Path(workdir), previous=previous,
                       cell_started=cell_started)
     step = experiment(cell.experiment).STEPS[step_index]

@@ -30,7 +30,7 @@ def array_holder():
 
 
 class Misbehaving:
-    """Loads badly in a chosen way: raises, hangs, or kills its own process.
+    """Loads badly in a chosen way: raises, hangs, kills its own process, or hoards memory.
 
     Every pickling bumps a generation, so the copy in the model cache (generation 1) loads
     fine and only the file a format wrote from it (generation 2) misbehaves when loaded.
@@ -56,6 +56,10 @@ class Misbehaving:
             time.sleep(3600)
         if self.mode == "abort":
             os.abort()
+        if self.mode == "hoard":  # reserve 90 % of the machine, untouched: harmless uncapped
+            import psutil
+
+            np.empty(int(0.9 * psutil.virtual_memory().total) // 8)
 
 
 def raises():
@@ -68,3 +72,7 @@ def hangs():
 
 def aborts():
     return Misbehaving("abort"), np.ones((3, 2))
+
+
+def hoards():
+    return Misbehaving("hoard"), np.ones((3, 2))

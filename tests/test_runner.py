@@ -89,3 +89,13 @@ def test_work_folders_of_killed_runs_are_swept(tmp_path):
                                                  {"repeat": 1, "seed": 0}))
     assert not abandoned.exists()
     assert alive.exists()
+
+
+def test_a_runaway_allocation_fails_inside_the_cell(tmp_path):
+    """The address-space cap turns 'more memory than the machine has' into a recorded error."""
+    cells = roundtrip.plan(["known_models:hoards"], ["custom"], ["pickle"],
+                           {"repeat": 1, "seed": 0})
+    results = run_plan(tmp_path / "r.json", cells)
+    (cell,) = results["cells"]
+    assert cell["status"] in ("error", "crashed")
+    assert "MemoryError" in cell["reason"] or "SIG" in cell["reason"]

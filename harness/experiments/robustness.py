@@ -13,7 +13,6 @@ from __future__ import annotations
 import faulthandler
 import os
 import pickle
-import resource
 import time
 import zlib
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ import numpy as np
 
 from harness.experiments import Cell, StepContext
 from harness.formats import FORMATS, describe_exception, predict
+from harness.measure import cap_address_space
 from harness.results import write_atomic
 
 NAME = "robustness"
@@ -104,11 +104,6 @@ def _difference(got: tuple, want: tuple) -> str:
     return text
 
 
-def _cap_address_space(limit: int | None) -> None:
-    if limit:
-        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-
-
 def _stderr_beside(result_path: str) -> None:
     """Damaged files make libraries print warnings and tracebacks, from C too: they go to a
     file beside the result, not to the run's terminal, and explain a crash afterwards.
@@ -140,7 +135,7 @@ def load_trial(fmt_name: str, path: str, workdir: str, reference: bool, as_limit
     _stderr_beside(result_path)
     faulthandler.enable()  # a segfault in a library leaves its Python stack in the log
     faulthandler.dump_traceback_later(max(timeout_s - 1.0, 0.5))  # so does a hang
-    _cap_address_space(as_limit)
+    cap_address_space(as_limit)
     fmt = FORMATS[fmt_name]
     folder = Path(workdir)
     with open(folder / X_FILE, "rb") as fh:
