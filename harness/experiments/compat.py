@@ -282,17 +282,23 @@ STEPS = (dump_step, load_step)
 
 # ------------------------------------------------------------------------------ summary
 
+def outcome_label(cell: dict) -> str:
+    """The outcome of a measured cell; a cell without one (it could not be measured) is
+    named by its status in brackets (`[unsupported]`, `[error]`), so it is never mistaken
+    for a load that raised."""
+    return cell["outcome"] if cell["status"] == "ok" else f"[{cell['status']}]"
+
+
 def outcome_matrix(cells: list[dict]) -> dict[str, dict[tuple[str, str], Counter]]:
-    """format -> (saved with, loaded with) -> outcome counts; cells without an outcome are
-    counted under their status in brackets (`[unsupported]`, `[error]`), so a cell that could
-    not be measured is never mistaken for a load that raised."""
+    """format -> (saved with, loaded with) -> counts per `outcome_label`. Failed cells carry
+    no saved_with/loaded_with, so the pair is read from the variant "A->B"."""
     matrix: dict[str, dict[tuple[str, str], Counter]] = {}
     for cell in cells:
         if cell["experiment"] != NAME:
             continue
         saved, loaded = cell["variant"].split("->")
-        key = cell["outcome"] if cell["status"] == "ok" else f"[{cell['status']}]"
-        matrix.setdefault(cell["format"], {}).setdefault((saved, loaded), Counter())[key] += 1
+        pairs = matrix.setdefault(cell["format"], {})
+        pairs.setdefault((saved, loaded), Counter())[outcome_label(cell)] += 1
     return matrix
 
 

@@ -1,7 +1,8 @@
 """Figures as inline SVG (matplotlib, Agg): no image files, no fonts to fetch, no network.
 
 Every chart takes plain numbers already picked out of the cells (SI units) and returns an
-`<svg>` string; views decide what to plot, this module only how.
+`<svg>` string, or None when there is nothing to draw (e.g. asv results hold timings but no
+sizes or memory); views decide what to plot, this module only how.
 """
 
 from __future__ import annotations
@@ -48,6 +49,19 @@ def to_svg(fig) -> str:
     return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: invalid inside HTML
 
 
+def _legend_below(fig, axes) -> None:
+    """One legend for all panels, each label once; none when no panel drew a labelled mark."""
+    handles, names = [], []
+    for ax in axes:
+        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
+            if n not in names:
+                handles.append(h)
+                names.append(n)
+    if names:
+        fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6),
+                   bbox_to_anchor=(0.5, 0), frameon=False)
+
+
 def _unit_axis(ax, unit: str, axis: str = "x") -> None:
     """Tick labels in the report's units; minor ticks unlabelled (log axes crowd them)."""
     fmt = FuncFormatter(lambda v, _pos: Num(v, unit).text() if v > 0 else "0")
@@ -57,12 +71,15 @@ def _unit_axis(ax, unit: str, axis: str = "x") -> None:
 
 
 def dot_panels(rows: Sequence[str], panels: Sequence[tuple[str, dict[str, list]]], unit: str,
-               scale: str = "log", linthresh: float = 1.0) -> str:
+               scale: str = "log", linthresh: float = 1.0) -> str | None:
     """One row per model, one marker per format, side-by-side panels sharing the rows.
 
     `panels` is [(title, {format: [value per row or None]})]. Values <= 0 are left out of a
     log axis (a symlog axis keeps them).
     """
+    if not any(v is not None and (v > 0 or scale != "log")
+               for _, series in panels for values in series.values() for v in values):
+        return None
     labels = list(dict.fromkeys(f for _, series in panels for f in series))
     height = 0.9 + 0.32 * len(rows)
     fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.5, height),
@@ -85,14 +102,7 @@ def dot_panels(rows: Sequence[str], panels: Sequence[tuple[str, dict[str, list]]
         ax.set_title(title)
         ax.set_yticks(range(len(rows)), list(rows))
         ax.set_ylim(len(rows) - 0.5, -0.5)
-    handles, names = [], []
-    for ax in axes[0]:
-        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6),
-               bbox_to_anchor=(0.5, 0), frameon=False)
+    _legend_below(fig, axes[0])
     return to_svg(fig)
 
 
@@ -106,8 +116,10 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, 
 
 
 def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
-                yunit: str, xlabel: str, ylabel: str) -> str:
+                yunit: str, xlabel: str, ylabel: str) -> str | None:
     """Small multiples: per model, (format, x, y) points with the Pareto front drawn."""
+    if not any(groups.values()):
+        return None
     labels = list(dict.fromkeys(p[0] for pts in groups.values() for p in pts))
     cols = min(4, len(groups))
     nrows = -(-len(groups) // cols)
@@ -130,22 +142,17 @@ def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-    handles, names = [], []
-    for ax in axes.flat:
-        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6),
-               bbox_to_anchor=(0.5, 0), frameon=False)
+    _legend_below(fig, axes.flat)
     fig.tight_layout()
     return to_svg(fig)
 
 
 def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: str,
               ylabel: str, yunit: str, logx: bool = True, logy: bool = False,
-              reference: float | None = None) -> str:
+              reference: float | None = None) -> str | None:
     """Small multiples of lines: per panel, {series: [(x, y), ...]}; `reference` a dashed y."""
+    if not any(groups.values()):
+        return None
     cols = min(3, len(groups))
     nrows = -(-len(groups) // cols)
     fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 2.8 * nrows), squeeze=False)

@@ -19,7 +19,7 @@ from harness import __version__
 from harness.profile import find_profiles
 from harness.report.data import MachineResults, load
 from harness.report.guide import guide
-from harness.report.values import Num
+from harness.report.values import Hover, Num
 from harness.report.views import Figure, Paragraph, Table, sections
 from harness.results import STATUSES, write_atomic
 
@@ -30,6 +30,8 @@ def kind(value) -> str:
     """What the templates branch on to render any value the views produce."""
     if isinstance(value, Num):
         return "num"
+    if isinstance(value, Hover):
+        return "hover"
     if isinstance(value, bool):
         return "bool"
     if value is None:

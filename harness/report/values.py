@@ -47,6 +47,19 @@ class Num:
         return self.text()
 
 
+@dataclass(frozen=True)
+class Hover:
+    """A short text whose long story (a warning's text, the per-model outcomes of a matrix
+    cell, a list of audit events) waits on hover, so a table stays readable."""
+
+    text: str
+    detail: str
+    bad: bool = False  # shown in the report's colour for trouble
+
+    def __str__(self) -> str:
+        return self.text
+
+
 Part = str | Num
 Sentence = tuple[Part, ...]
 
