@@ -21,6 +21,7 @@ from __future__ import annotations
 # onnxruntime already imported instead of paying seconds of imports per parameter set.
 import harness.worker  # noqa: F401
 from harness import fronts
+from harness.experiments import experiment
 from harness.formats import FORMATS, predict
 from harness.measure import cold_cache_supported, evict_from_page_cache
 
@@ -84,23 +85,32 @@ class ColdLoad:
         self.format.load(self.path, self.prepared)
 
 
-class PhaseMemory:
-    """The harness's roundtrip cell: file size and per-phase peak RSS, from child processes."""
+class _CellRecord:
+    """Picks this parameter set's record out of the runner's records (skips what failed).
 
-    params = CELL_PARAMS
+    Each subclass defines its own `setup_cache`: asv keys the cache by where that function
+    is written, so an inherited one would be shared between experiments.
+    """
+
     param_names = CELL_PARAM_NAMES
     timeout = 60
-
-    def setup_cache(self) -> dict:
-        return fronts.records("roundtrip", GRID.models, GRID.sizes, GRID.formats, GRID.repeat)
-
-    setup_cache.timeout = CACHE_TIMEOUT_S
 
     def setup(self, records: dict, model: str, size: str, fmt: str) -> None:
         try:
             self.record = fronts.check_record(records.get((model, size, fmt)))
         except fronts.NotMeasurable as exc:
             raise _skip(exc) from exc
+
+
+class PhaseMemory(_CellRecord):
+    """The harness's roundtrip cell: file size and per-phase peak RSS, from child processes."""
+
+    params = CELL_PARAMS
+
+    def setup_cache(self) -> dict:
+        return fronts.records("roundtrip", GRID.models, GRID.sizes, GRID.formats, GRID.repeat)
+
+    setup_cache.timeout = CACHE_TIMEOUT_S
 
     def track_file_size(self, records: dict, model: str, size: str, fmt: str) -> int:
         return self.record["file_bytes"]
@@ -157,31 +167,21 @@ class PredictOnnx(_Predict):
         self.predict()
 
 
-if fronts.has_experiment("sharing"):
-    from harness.experiments import experiment
+_SHARING_FORMATS = [f for f in experiment("sharing").SHARING_FORMATS if f in GRID.formats]
 
-    _SHARING_FORMATS = [f for f in experiment("sharing").SHARING_FORMATS if f in GRID.formats]
 
-    class SharedMemory:
-        """Total PSS of the sharing experiment's serving processes (mmap or not)."""
+class SharedMemory(_CellRecord):
+    """Total PSS of the sharing experiment's serving processes (mmap or not)."""
 
-        params = (GRID.models, GRID.sizes, _SHARING_FORMATS)
-        param_names = CELL_PARAM_NAMES
-        timeout = 60
+    params = (GRID.models, GRID.sizes, _SHARING_FORMATS)
 
-        def setup_cache(self) -> dict:
-            return fronts.records("sharing", GRID.models, GRID.sizes, _SHARING_FORMATS,
-                                  GRID.repeat)
+    def setup_cache(self) -> dict:
+        return fronts.records("sharing", GRID.models, GRID.sizes, _SHARING_FORMATS,
+                              GRID.repeat)
 
-        setup_cache.timeout = CACHE_TIMEOUT_S
+    setup_cache.timeout = CACHE_TIMEOUT_S
 
-        def setup(self, records: dict, model: str, size: str, fmt: str) -> None:
-            try:
-                self.record = fronts.check_record(records.get((model, size, fmt)))
-            except fronts.NotMeasurable as exc:
-                raise _skip(exc) from exc
+    def track_shared_pss(self, records: dict, model: str, size: str, fmt: str) -> int:
+        return self.record["total_pss_bytes"]
 
-        def track_shared_pss(self, records: dict, model: str, size: str, fmt: str) -> int:
-            return self.record["total_pss_bytes"]
-
-        track_shared_pss.unit = "bytes"
+    track_shared_pss.unit = "bytes"

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from harness.experiments import EXPERIMENT_MODULES, experiment
+from harness.experiments import experiment
 from harness.formats import FORMATS, Unsupported, describe_exception
 from harness.models import MODELS, cache_path, load_cached, resolve_spec
 from harness.profiles import PROFILES, from_env
@@ -158,10 +158,6 @@ def records(name: str, models: list[str], sizes: list[str], formats: list[str],
 
     cells = experiment(name).plan(models, sizes, formats, {"repeat": repeat, "seed": SEED})
     return {(c.model, c.size, c.format): measure_cell(c, CELL_TIMEOUT_S) for c in cells}
-
-
-def has_experiment(name: str) -> bool:
-    return name in EXPERIMENT_MODULES
 
 
 def check_record(record: dict | None) -> dict:
