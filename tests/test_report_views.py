@@ -4,6 +4,7 @@ from real runs made here (the CLI as a user types it)."""
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 import sys
@@ -192,3 +193,17 @@ def test_charts_return_nothing_to_draw_as_none():
     assert charts.dot_panels(["logreg"], [("size", {"pickle": [0]})], "B") is None  # log axis
     assert charts.pareto_grid({}, "B", "s", "size", "load") is None
     assert charts.line_grid({}, "batch", "speedup", "x") is None
+
+
+def test_asv_directory_with_timings_only_renders(tmp_path):
+    """The reported case: an asv results directory whose file-size track was skipped."""
+    from test_importers import _asv_results
+
+    nan = math.nan
+    _asv_results(tmp_path / "asv", "a" * 40, 1_700_000_000_000, [0.02, nan], [0.005, nan],
+                 [nan, nan])
+    (tmp_path / "out").mkdir()
+    section = render(tmp_path / "asv", tmp_path / "out" / "report").find(
+        ".//section[@id='exp-roundtrip']")
+    assert [text(f.find("h3")) for f in section.iter("figure")] == [
+        "dump and load time per format (median, log scale)"]
