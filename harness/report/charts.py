@@ -115,17 +115,23 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, 
     return front
 
 
+def _panels(n: int, max_cols: int, width: float, height: float = 2.8):
+    """A grid of n small panels, the unused cells of its last row hidden."""
+    cols = min(max_cols, n)
+    nrows = -(-n // cols)
+    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, height * nrows), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    return fig, axes
+
+
 def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
                 yunit: str, xlabel: str, ylabel: str) -> str | None:
     """Small multiples: per model, (format, x, y) points with the Pareto front drawn."""
     if not any(groups.values()):
         return None
     labels = list(dict.fromkeys(p[0] for pts in groups.values() for p in pts))
-    cols = min(4, len(groups))
-    nrows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.3 * cols, 2.8 * nrows), squeeze=False)
-    for ax in axes.flat[len(groups):]:
-        ax.set_visible(False)
+    fig, axes = _panels(len(groups), max_cols=4, width=3.3)
     for ax, (title, pts) in zip(axes.flat, groups.items(), strict=False):
         for fmt, x, y in pts:
             ax.scatter([x], [y], s=26, color=colour(fmt, labels), marker=marker(fmt, labels),
@@ -153,11 +159,7 @@ def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: s
     """Small multiples of lines: per panel, {series: [(x, y), ...]}; `reference` a dashed y."""
     if not any(groups.values()):
         return None
-    cols = min(3, len(groups))
-    nrows = -(-len(groups) // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.8 * cols, 2.8 * nrows), squeeze=False)
-    for ax in axes.flat[len(groups):]:
-        ax.set_visible(False)
+    fig, axes = _panels(len(groups), max_cols=3, width=3.8)
     for ax, (title, series) in zip(axes.flat, groups.items(), strict=False):
         for i, (name, pts) in enumerate(series.items()):
             pts = sorted(pts)
