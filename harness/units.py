@@ -8,11 +8,13 @@ def human_bytes(n: float | None) -> str:
         return "-"
     sign = "-" if n < 0 else ""
     n = abs(float(n))
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
-            return f"{sign}{n:.0f} {unit}" if unit == "B" else f"{sign}{n:.3g} {unit}"
+    if n < 999.5:  # below this, rounding cannot carry into the next unit ("1e+03 kB")
+        return f"{sign}{n:.0f} B"
+    for unit in ("kB", "MB", "GB"):
         n /= 1000
-    raise AssertionError("unreachable")
+        if n < 999.5:
+            return f"{sign}{n:.3g} {unit}"
+    return f"{sign}{n / 1000:.3g} TB"
 
 
 def human_seconds(s: float | None) -> str:
@@ -20,8 +22,8 @@ def human_seconds(s: float | None) -> str:
         return "-"
     if s >= 60:
         return f"{s / 60:.3g} min"
-    if s >= 1:
+    if s >= 0.9995:
         return f"{s:.3g} s"
-    if s >= 1e-3:
+    if s >= 0.9995e-3:
         return f"{s * 1e3:.3g} ms"
     return f"{s * 1e6:.3g} µs"
