@@ -107,6 +107,24 @@ def plan_cells(args) -> list:
     return cells
 
 
+def _refuse_overwrite(output: Path, resume: bool) -> None:
+    if output.exists() and not resume:
+        raise UsageError(f"{output} exists; pass --resume to continue it or choose another "
+                         "--output")
+
+
+def _measure(output: Path, measure_and_print) -> int:
+    """Run a measurement into `output`, then its report; Ctrl-C keeps what was measured."""
+    try:
+        measure_and_print()
+    except KeyboardInterrupt:
+        print(f"interrupted; everything measured so far is in {output} "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+    print(f"results: {output}")
+    return _report_after_run(output)
+
+
 def cmd_run(args) -> int:
     from harness.runner import RunOptions, run
     from harness.summary import print_summary
@@ -116,21 +134,11 @@ def cmd_run(args) -> int:
         output = _latest_output()
     else:
         output = args.output or _default_output()
-        if output.exists() and not args.resume:
-            raise UsageError(f"{output} exists; pass --resume to continue it or choose "
-                             "another --output")
+        _refuse_overwrite(output, args.resume)
     options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
                          profile=args.profile, seed=args.seed, argv=sys.argv,
                          calibrate=not args.no_calibrate)
-    try:
-        results = run(cells, options)
-    except KeyboardInterrupt:
-        print(f"interrupted; everything measured so far is in {output} "
-              "(continue with --resume)", file=sys.stderr)
-        return 130
-    print_summary(results.data)
-    print(f"results: {output}")
-    return _report_after_run(output)
+    return _measure(output, lambda: print_summary(run(cells, options).data))
 
 
 def _report_after_run(output: Path) -> int:
@@ -198,20 +206,11 @@ def cmd_compat(args) -> int:
     specs = [v.strip() for v in args.sklearn.split(",") if v.strip()] if args.sklearn else None
     output = args.output or Path("results") / datetime.now(timezone.utc).strftime(
         "compat-%Y%m%dT%H%M%SZ.json")
-    if output.exists() and not args.resume:
-        raise UsageError(f"{output} exists; pass --resume to continue it or choose another "
-                         "--output")
+    _refuse_overwrite(output, args.resume)
     options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
                          seed=args.seed, argv=sys.argv, calibrate=not args.no_calibrate)
-    try:
-        data = run_matrix(models, formats, resolve_versions(specs), options, args.rebuild)
-    except KeyboardInterrupt:
-        print(f"interrupted; everything measured so far is in {output} "
-              "(continue with --resume)", file=sys.stderr)
-        return 130
-    print_matrix(data)
-    print(f"results: {output}")
-    return _report_after_run(output)
+    return _measure(output, lambda: print_matrix(
+        run_matrix(models, formats, resolve_versions(specs), options, args.rebuild)))
 
 
 def cmd_audit(args) -> int:
