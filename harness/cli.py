@@ -197,9 +197,9 @@ def cmd_compare(args) -> int:
 
 
 def cmd_compat(args) -> int:
-    from harness.compat import resolve_versions, run_matrix
     from harness.experiments.compat import print_matrix
     from harness.runner import RunOptions
+    from harness.version_envs import resolve_versions, run_matrix
 
     models = _names(args.models, list(MODELS), "model") or list(MODELS)
     formats = _names(args.formats, list(FORMATS), "format") or list(FORMATS)

@@ -13,7 +13,8 @@ import pickle
 import numpy as np
 import pytest
 
-from harness import cli, compat
+from harness import cli, env_server
+from harness import version_envs as compat
 from harness.experiments import Cell, StepContext
 from harness.experiments import compat as experiment
 from harness.models import UsageError
@@ -39,9 +40,9 @@ def test_old_scikit_learn_gets_numpy_1():
 def test_pip_reason_keeps_its_error_lines():
     stderr = ("Looking in indexes: x\nERROR: Could not find a version that satisfies the "
               "requirement scikit-learn==9.9\nERROR: No matching distribution found\n")
-    assert compat.pip_reason(stderr).startswith("ERROR: Could not find a version")
-    assert "No matching distribution" in compat.pip_reason(stderr)
-    assert compat.pip_reason("just one line\n") == "just one line"
+    assert compat.build_reason(stderr).startswith("ERROR: Could not find a version")
+    assert "No matching distribution" in compat.build_reason(stderr)
+    assert compat.build_reason("just one line\n") == "just one line"
 
 
 def test_outcome_ranks_error_then_differs_then_warning():
@@ -76,11 +77,18 @@ class Bomb:
         return (os.abort, ())
 
 
-def _planted(tmp_path, payload: bytes, expected_labels) -> StepContext:
+@pytest.fixture(scope="module")
+def installed():
+    """The installed version's environment, with its loading server running."""
+    env = compat.environment(compat.harness_sklearn()).as_dict()
+    with env_server.running([env]) as served:
+        yield served[0]
+
+
+def _planted(tmp_path, installed: dict, payload: bytes, expected_labels) -> StepContext:
     """A file 'saved with' the installed version, loaded by the installed version."""
     from sklearn.linear_model import LogisticRegression
 
-    installed = compat.environment(compat.harness_sklearn()).as_dict()
     version = installed["sklearn"]
     cell = Cell("compat", "logreg", "small", "pickle", variant=f"{version}->{version}",
                 options={"environments": [installed], "artefacts_dir": str(tmp_path / "a"),
@@ -107,28 +115,29 @@ def _fitted_logreg():
     return LogisticRegression().fit(X, y), X
 
 
-def test_a_process_that_dies_while_loading_is_a_crash(tmp_path):
-    ctx = _planted(tmp_path, pickle.dumps(Bomb()), np.zeros(10, dtype=int))
+def test_a_process_that_dies_while_loading_is_a_crash(tmp_path, installed):
+    ctx = _planted(tmp_path, installed, pickle.dumps(Bomb()), np.zeros(10, dtype=int))
     out = experiment.load_step(ctx)
     assert out["outcome"] == "crash"
     assert out["message"] == "process died of SIGABRT"
 
 
-def test_a_truncated_file_is_an_error_with_the_message(tmp_path):
+def test_a_truncated_file_is_an_error_with_the_message(tmp_path, installed):
     est, _ = _fitted_logreg()
-    ctx = _planted(tmp_path, pickle.dumps(est)[:200], np.zeros(10, dtype=int))
+    ctx = _planted(tmp_path, installed, pickle.dumps(est)[:200], np.zeros(10, dtype=int))
     out = experiment.load_step(ctx)
     assert (out["outcome"], out["failed_phase"]) == ("error", "load")
     assert "pickle data was truncated" in out["message"]
 
 
-def test_other_predictions_than_the_saving_side_are_differs(tmp_path):
+def test_other_predictions_than_the_saving_side_are_differs(tmp_path, installed):
     est, X = _fitted_logreg()
     wrong = 1 - est.predict(X)
-    out = experiment.load_step(_planted(tmp_path, pickle.dumps(est), wrong))
+    out = experiment.load_step(_planted(tmp_path, installed, pickle.dumps(est), wrong))
     assert out["outcome"] == "differs"
     assert out["label_agreement"] == 0.0 and out["predictions_equal"] is False
-    right = experiment.load_step(_planted(tmp_path / "2", pickle.dumps(est), est.predict(X)))
+    right = experiment.load_step(_planted(tmp_path / "2", installed, pickle.dumps(est),
+                                          est.predict(X)))
     assert right["outcome"] == "ok"
 
 

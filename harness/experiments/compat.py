@@ -9,8 +9,10 @@ died) or `differs` (it loaded, but predicts differently). The cell's status stay
 whenever that observation was made; it is `unsupported` when A cannot save the model in that
 format and `error` when an environment is missing or the harness itself failed.
 
-Functions named `*_in_env` run inside the other environments (see `harness.compat`): they
-import only `harness.formats`, `harness.models` and what the model needs.
+Functions named `*_in_env` run inside the other environments (built by
+`harness.version_envs`), each in a child forked by that environment's preloaded server
+(`harness.env_server`): they import only `harness.formats`, `harness.models` and what the
+model needs.
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ LOADER_MODULES = {"joblib": ("joblib",), "cloudpickle": ("cloudpickle",), "skops
 
 
 class EnvironmentUnavailable(RuntimeError):
-    """The scikit-learn version's environment could not be built (pip's reason inside)."""
+    """The scikit-learn version's environment could not be built or its server not started
+    (the builder's or the server's reason inside)."""
 
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
     """Every ordered pair of versions, including A->A (the baseline every other cell is read
-    against). Options carry the environments (`harness.compat.Environment.as_dict()`)."""
+    against). Options carry the environments (`harness.version_envs.Environment.as_dict()`,
+    with the socket of each one's server added by `harness.env_server.running`)."""
     if "environments" not in options:
         from harness.models import UsageError
 
@@ -62,11 +66,15 @@ def _pair(cell: Cell) -> tuple[dict, dict]:
     return envs[saved], envs[loaded]
 
 
-def _require(env: dict) -> str:
+def _server(env: dict) -> str:
+    """The socket of the environment's server."""
     if not env["python"]:
         raise EnvironmentUnavailable(f"no environment for scikit-learn {env['sklearn']}: "
                                      f"{env['reason']}")
-    return env["python"]
+    if not env.get("server"):
+        raise EnvironmentUnavailable(f"no server for scikit-learn {env['sklearn']}: "
+                                     f"{env.get('server_error') or 'none was started'}")
+    return env["server"]
 
 
 def _died(returncode: int, stderr: str) -> str:
@@ -85,12 +93,12 @@ def saved_dir(cell: Cell, saved_with: str) -> Path:
 
 def dump_step(ctx: StepContext) -> dict:
     """Make sure A has saved this model in this format; the file outlives the cell."""
-    from harness.compat import run_in_env
+    from harness.env_server import request
     from harness.results import write_atomic
 
     cell = ctx.cell
     saved, _ = _pair(cell)
-    python = _require(saved)
+    server = _server(saved)
     directory = saved_dir(cell, saved["sklearn"])
     manifest = directory / MANIFEST
     entries = json.loads(manifest.read_text()) if manifest.exists() else {}
@@ -98,10 +106,10 @@ def dump_step(ctx: StepContext) -> dict:
         todo = [cell.format, *(f for f in cell.options["formats"]
                                if f not in entries and f != cell.format)]
         ctx.start_measuring()
-        proc = run_in_env(python, "harness.experiments.compat:save_in_env",
-                          {"model": cell.model, "size": cell.size,
-                           "seed": int(cell.options.get("seed", 0)), "formats": todo,
-                           "directory": str(directory)})
+        proc = request(server, "harness.experiments.compat:save_in_env",
+                       {"model": cell.model, "size": cell.size,
+                        "seed": int(cell.options.get("seed", 0)), "formats": todo,
+                        "directory": str(directory)}, ctx.workdir)
         entries = json.loads(manifest.read_text()) if manifest.exists() else {}
         if cell.format not in entries:
             raise RuntimeError(f"saving with scikit-learn {saved['sklearn']}: "
@@ -121,8 +129,8 @@ def dump_step(ctx: StepContext) -> dict:
 
 
 def _versions() -> dict:
-    from harness.compat import REPORTED
     from harness.machine import package_versions
+    from harness.version_envs import REPORTED
 
     return package_versions(REPORTED)
 
@@ -179,7 +187,8 @@ def save_in_env(args: dict) -> None:
 # ----------------------------------------------------------------------------- load step
 
 def load_in_env(args: dict) -> None:
-    """Inside B: load A's file in a fresh process, predict, keep every warning raised."""
+    """Inside B (a child forked from B's server, used for this file only): load A's file,
+    predict, keep every warning raised."""
     from harness.results import write_atomic
 
     fmt = FORMATS[args["format"]]
@@ -247,19 +256,19 @@ def classify(result: dict, comparison: dict | None) -> dict:
 
 
 def load_step(ctx: StepContext) -> dict:
-    from harness.compat import run_in_env
+    from harness.env_server import request
 
     cell = ctx.cell
     saved, loaded = _pair(cell)
-    python = _require(loaded)
+    server = _server(loaded)
     directory = saved_dir(cell, saved["sklearn"])
     entry = json.loads((directory / MANIFEST).read_text())[cell.format]
     result_path, outputs = ctx.workdir / "loaded.json", ctx.workdir / "outputs.npz"
     ctx.start_measuring()
-    proc = run_in_env(python, "harness.experiments.compat:load_in_env",
-                      {"format": cell.format, "file": str(directory / entry["file"]),
-                       "X": str(directory / "X.npy"), "modules": entry["modules"],
-                       "result": str(result_path), "outputs": str(outputs)})
+    proc = request(server, "harness.experiments.compat:load_in_env",
+                   {"format": cell.format, "file": str(directory / entry["file"]),
+                    "X": str(directory / "X.npy"), "modules": entry["modules"],
+                    "result": str(result_path), "outputs": str(outputs)}, ctx.workdir)
     if not result_path.exists():  # it never reached the load: the harness failed, not B
         raise RuntimeError(f"loading with scikit-learn {loaded['sklearn']}: "
                            f"{_died(proc.returncode, proc.stderr)}")

@@ -1,11 +1,13 @@
-"""Isolated Python environments, one per scikit-learn version, for the cross-version matrix.
+"""The environment builder: one isolated Python environment per scikit-learn version.
 
 A model saved with scikit-learn A and loaded with B can only be observed with A and B each in
-its own interpreter. Each environment is a plain `python -m venv` filled by pip with
-`scikit-learn==V` and the serializer libraries left unpinned, so pip's resolver picks versions
-that declare themselves compatible with V. Environments are cached outside the repository
-(beside the model cache) and reused between runs; one that cannot be built is reported with
-pip's own reason, never retried silently with other versions.
+its own interpreter. Each environment is a virtual environment holding `scikit-learn==V` and
+the serializer libraries left unpinned, so the resolver picks versions that declare themselves
+compatible with V. It is built with uv (`uv venv` + `uv pip install`, which reuses its download
+cache and installs in seconds) when the `uv` package is installed, else with `python -m venv` +
+pip; which builder made it and how long it took are recorded. Environments are cached outside
+the repository (beside the model cache) and reused between runs; one that cannot be built is
+reported with the builder's own reason, never retried silently with other versions.
 
 The harness code reaches an environment through a directory holding only a link to the
 `harness` package, put first on `sys.path` by the interpreter's command line: the environment
@@ -15,8 +17,6 @@ always runs the current source, and never sees the harness's own site-packages (
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -32,15 +32,20 @@ from pathlib import Path
 from harness.models import UsageError, cache_dir
 
 # What every environment needs besides scikit-learn: the serializers of harness.formats and
-# what the zoo's builders import. Unpinned on purpose: pip picks what fits the scikit-learn.
+# what the zoo's builders import. Unpinned on purpose: the resolver picks what fits the
+# scikit-learn.
 SERIALIZERS = ("joblib", "cloudpickle", "skops", "skl2onnx", "onnx", "onnxruntime", "lz4")
 # Packages whose versions each side of a cell reports (the ones that can change a load).
 REPORTED = ("scikit-learn", "numpy", "scipy", *SERIALIZERS)
 # scikit-learn wheels before 1.4.2 were built against NumPy 1 and break on NumPy 2.
 NUMPY2_FROM = (1, 4, 2)
-PIP_TIMEOUT_S = 1800.0
+BUILD_TIMEOUT_S = 1800.0
 READY = "ready.json"
 VERSION_RE = re.compile(r"^\d+\.\d+(\.\d+)?$")
+# What an environment's interpreter prints: every installed distribution and its version
+# (a uv-built environment has no pip to ask).
+FREEZE = ("import json, importlib.metadata as m; "
+          "print(json.dumps({d.metadata['Name'].lower(): d.version for d in m.distributions()}))")
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Environment:
     reason: str | None = None
     packages: dict[str, str] | None = None
     build_s: float | None = None
+    builder: str | None = None  # "uv 0.9.2" or "pip 25.1": what built it
 
     @property
     def ok(self) -> bool:
@@ -83,7 +89,7 @@ def available_versions() -> list[str]:
     match = re.search(r"Available versions:\s*(.+)", proc.stdout)
     if proc.returncode or not match:
         raise UsageError("cannot list scikit-learn releases with pip "
-                         f"({pip_reason(proc.stderr) or 'no answer'}); "
+                         f"({build_reason(proc.stderr) or 'no answer'}); "
                          "pass exact versions, e.g. --sklearn 1.8.0,1.9.1")
     found = [v.strip() for v in match.group(1).split(",")]
     return [v for v in found if re.fullmatch(r"\d+\.\d+\.\d+", v)]
@@ -128,10 +134,11 @@ def requirements(sklearn: str) -> list[str]:
     return reqs
 
 
-def pip_reason(stderr: str) -> str:
-    """pip's own explanation: its ERROR lines, else the last line it printed."""
+def build_reason(stderr: str) -> str:
+    """The builder's own explanation: pip's ERROR lines or uv's error report, else the last
+    line it printed."""
     lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    errors = [ln for ln in lines if ln.startswith(("ERROR:", "error:", "×", "╰─▶"))]
     return " ".join(errors)[:600] if errors else (lines[-1][:600] if lines else "")
 
 
@@ -144,48 +151,60 @@ def _env_dir(sklearn: str) -> Path:
     return envs_root() / f"sklearn-{sklearn}-py{py}"
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
-    """One builder per environment, even across concurrent persistbench processes."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def _freeze(python: Path) -> dict[str, str]:
-    proc = subprocess.run([str(python), "-m", "pip", "list", "--format", "json",
-                           "--disable-pip-version-check"], capture_output=True, text=True,
+    proc = subprocess.run([str(python), "-I", "-c", FREEZE], capture_output=True, text=True,
                           check=True, timeout=120)
-    return {p["name"].lower(): p["version"] for p in json.loads(proc.stdout)}
+    return json.loads(proc.stdout)
+
+
+def _uv() -> str | None:
+    """The uv binary shipped by the `uv` package, if it is installed."""
+    try:
+        from uv import find_uv_bin
+    except ImportError:
+        return None
+    try:
+        return find_uv_bin()
+    except FileNotFoundError:
+        return None
+
+
+def _build_steps(sklearn: str, directory: Path) -> tuple[str, list[list[str]]]:
+    """The builder's name and version, and its commands for one environment."""
+    python = str(env_python(directory))
+    uv = _uv()
+    if uv:
+        label = subprocess.run([uv, "--version"], capture_output=True, text=True,
+                               timeout=60).stdout.split()[:2]
+        return " ".join(label) or "uv", [
+            [uv, "venv", "--quiet", "--python", sys.executable, str(directory)],
+            [uv, "pip", "install", "--quiet", "--python", python, *requirements(sklearn)]]
+    return f"pip {installed_version('pip')}", [
+        [sys.executable, "-m", "venv", str(directory)],
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
+         *requirements(sklearn)]]
 
 
 def _build(sklearn: str, directory: Path) -> Environment:
     start = time.monotonic()
     shutil.rmtree(directory, ignore_errors=True)
-    steps = [
-        [sys.executable, "-m", "venv", str(directory)],
-        [str(env_python(directory)), "-m", "pip", "install", "--disable-pip-version-check",
-         "--no-input", *requirements(sklearn)],
-    ]
+    builder, steps = _build_steps(sklearn, directory)
     for cmd in steps:
+        what = "venv" if "venv" in cmd else f"{builder} install " + " ".join(requirements(sklearn))
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+            proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             shutil.rmtree(directory, ignore_errors=True)
             return Environment(sklearn, None, "failed",
-                               f"{cmd[2]} took more than {PIP_TIMEOUT_S:g} s")
+                               f"{what} took more than {BUILD_TIMEOUT_S:g} s", builder=builder)
         if proc.returncode:
             shutil.rmtree(directory, ignore_errors=True)
-            what = "venv" if cmd[2] == "venv" else "pip install " + " ".join(cmd[6:])
             return Environment(sklearn, None, "failed",
-                               f"{what}: {pip_reason(proc.stderr) or proc.returncode}")
+                               f"{what}: {build_reason(proc.stderr) or proc.returncode}",
+                               builder=builder)
     python = env_python(directory)
     env = Environment(sklearn, str(python), "built", packages=_freeze(python),
-                      build_s=time.monotonic() - start)
+                      build_s=time.monotonic() - start, builder=builder)
     (directory / READY).write_text(json.dumps(env.as_dict(), indent=1))
     return env
 
@@ -198,8 +217,11 @@ def environment(sklearn: str, rebuild: bool = False) -> Environment:
 
         return Environment(sklearn, sys.executable, "harness",
                            packages=package_versions(REPORTED))
+    from filelock import FileLock  # here: the environments import this module without it
+
     directory = _env_dir(sklearn)
-    with _locked(directory.with_name(directory.name + ".lock")):
+    # One builder per environment, even across concurrent persistbench processes.
+    with FileLock(directory.with_name(directory.name + ".lock")):
         ready = directory / READY
         if ready.exists() and not rebuild and env_python(directory).exists():
             known = {f.name for f in fields(Environment)}
@@ -228,34 +250,28 @@ def link_dir() -> Path:
     return target
 
 
-def run_in_env(python: str, function: str, args: dict) -> subprocess.CompletedProcess:
-    """Run `harness.<module>:<function>(args)` in another interpreter, isolated from the user's
-    environment variables and site directory; the answer travels in a file named by args."""
-    module, _, name = function.partition(":")
-    code = ("import sys, json; sys.path.insert(0, sys.argv[1]); "
-            f"from {module} import {name}; {name}(json.loads(sys.argv[2]))")
-    return subprocess.run([python, "-I", "-c", code, str(link_dir()), json.dumps(args)],
-                          capture_output=True, text=True)
-
-
 def prepare(versions: list[str], rebuild: bool = False, say=print) -> list[Environment]:
     """Every environment of a matrix, built before any cell runs (building is not measured)."""
     envs = []
     for sklearn in versions:
         say(f"scikit-learn {sklearn}: preparing environment ...")
         env = environment(sklearn, rebuild=rebuild)
-        say(f"scikit-learn {sklearn}: {env.source}" + (f" ({env.reason})" if env.reason else ""))
+        built = f" by {env.builder} in {env.build_s:.0f} s" if env.build_s is not None else ""
+        say(f"scikit-learn {sklearn}: {env.source}{built}"
+            + (f" ({env.reason})" if env.reason else ""))
         envs.append(env)
     return envs
 
 
 def run_matrix(models: list[str], formats: list[str], versions: list[str], run_options,
                rebuild: bool = False) -> dict:
-    """Build the environments, then measure every (A->B, model, format) cell through the runner
-    (`run_options` is a `harness.runner.RunOptions`); the files saved with each A live in a
-    scratch directory of this run only."""
+    """Build the environments, start one preloaded server in each, then measure every
+    (A->B, model, format) cell through the runner (`run_options` is a
+    `harness.runner.RunOptions`); the files saved with each A live in a scratch directory of
+    this run only."""
     import tempfile
 
+    from harness.env_server import running
     from harness.experiments import compat as experiment
     from harness.runner import run
 
@@ -263,12 +279,16 @@ def run_matrix(models: list[str], formats: list[str], versions: list[str], run_o
     output = run_options.output
     output.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".persistbench-compat-", dir=output.parent))
-    plan_options = {"seed": run_options.seed, "environments": envs,
-                    "artefacts_dir": str(scratch)}
     try:
-        results = run(experiment.plan(models, ["small"], formats, plan_options), run_options)
+        with running(envs) as served:
+            plan_options = {"seed": run_options.seed, "environments": served,
+                            "artefacts_dir": str(scratch)}
+            results = run(experiment.plan(models, ["small"], formats, plan_options),
+                          run_options)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    results.data["run"]["compat_environments"] = envs
+    # The socket is gone with its server; how long it took to start is kept.
+    results.data["run"]["compat_environments"] = [
+        {k: v for k, v in env.items() if k != "server"} for env in served]
     results.flush()
     return results.data
