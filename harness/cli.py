@@ -143,6 +143,13 @@ def cmd_run(args) -> int:
 
 def _report_after_run(output: Path) -> int:
     """The run's answer as a page a person can open; the results file is already safe."""
+    from harness.extras import missing
+
+    problem = missing("report")
+    if problem:  # measuring needs no report libraries; say how to get the page later
+        print(f"persistbench: no HTML report: {problem}; then `persistbench report {output}`",
+              file=sys.stderr)
+        return 0
     from harness.report.html import write_reports
 
     try:
@@ -165,6 +172,11 @@ def cmd_report(args) -> int:
 
         print(render_all(load(args.results)), end="")
         return 0
+    from harness.extras import missing
+
+    problem = missing("report")
+    if problem:
+        raise UsageError(f"the HTML report needs {problem}; `--format md` works without")
     from harness.report.html import write_reports
 
     output = args.output or REPORTS_DIR

@@ -169,8 +169,18 @@ def onnx_options(est: Any) -> dict:
     return options
 
 
+def _require_onnx() -> None:
+    """An ONNX cell without the ONNX stack is `unsupported`, naming the extra to install."""
+    from harness.extras import missing
+
+    problem = missing("onnx")
+    if problem:
+        raise Unsupported(f"ONNX needs {problem}")
+
+
 def convert_to_onnx(est: Any, X_sample: Any):
     """skl2onnx conversion; exposed so the inference experiment times the same call."""
+    _require_onnx()
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import StringTensorType
 
@@ -189,6 +199,7 @@ def _onnx_dump(est, path: Path, X_sample) -> dict:
 
 
 def onnx_session(path: Path, threads: int = 1):
+    _require_onnx()
     import onnxruntime as ort
 
     options = ort.SessionOptions()

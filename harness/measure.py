@@ -31,8 +31,8 @@ def _status_bytes(field: str) -> int:
 
 
 def rss_bytes() -> int:
-    if sys.platform.startswith("linux"):
-        return _status_bytes("VmRSS:")
+    """Resident set size now (psutil reads /proc/self/statm on Linux; imported here because
+    the compat environments import this module without psutil)."""
     import psutil
 
     return psutil.Process().memory_info().rss

@@ -334,8 +334,14 @@ LIBRARIES_IN_CACHE_KEY = ("scikit-learn", "numpy", "scipy", "cloudpickle")
 
 
 def cache_dir() -> Path:
-    root = os.environ.get("PERSISTBENCH_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "persistbench")
+    """`$PERSISTBENCH_CACHE/models`, else the platform's user cache (XDG on Linux, ~/Library
+    /Caches on macOS). platformdirs is imported only here: the compat environments run this
+    module without it, and their servers get PERSISTBENCH_CACHE from the harness."""
+    root = os.environ.get("PERSISTBENCH_CACHE")
+    if not root:
+        from platformdirs import user_cache_dir
+
+        root = user_cache_dir("persistbench", appauthor=False)
     return Path(root) / "models"
 
 

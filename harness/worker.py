@@ -8,6 +8,7 @@ written atomically, so a child that dies leaves either nothing or a complete ans
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import time
@@ -19,8 +20,6 @@ from pathlib import Path
 import cloudpickle  # noqa: F401
 import joblib  # noqa: F401
 import numpy  # noqa: F401
-import onnxruntime  # noqa: F401
-import skl2onnx  # noqa: F401
 import sklearn.decomposition
 import sklearn.ensemble
 import sklearn.feature_extraction.text
@@ -36,6 +35,10 @@ from harness.experiments import Cell, StepContext, experiment
 from harness.formats import Unsupported, describe_exception
 from harness.measure import cap_address_space
 from harness.results import write_atomic
+
+with contextlib.suppress(ImportError):  # the `onnx` extra; ONNX cells say when it is missing
+    import onnxruntime  # noqa: F401
+    import skl2onnx  # noqa: F401
 
 
 def _failure(status: str, exc: BaseException) -> dict:

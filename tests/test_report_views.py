@@ -14,7 +14,7 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from harness import compat
+from harness import version_envs as compat
 from harness.report import charts
 from harness.results import read
 
