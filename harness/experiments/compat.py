@@ -217,6 +217,12 @@ def load_in_env(args: dict) -> None:
     write_atomic(Path(args["result"]), out)
 
 
+def versions_differ(saved: dict, loaded: dict) -> dict[str, list]:
+    """Libraries whose version differs between the two sides: [saved with, loaded with]."""
+    return {lib: [saved.get(lib), loaded.get(lib)] for lib in sorted({*saved, *loaded})
+            if saved.get(lib) != loaded.get(lib)}
+
+
 def compare(expected: dict, got: dict) -> dict:
     """B's predictions against A's from the same file: labels exactly, probabilities too."""
     want, labels = expected["labels"], got["labels"]
@@ -274,7 +280,8 @@ def load_step(ctx: StepContext) -> dict:
                            f"{_died(proc.returncode, proc.stderr)}")
     result = json.loads(result_path.read_text())
     out = {"saved_with": saved["sklearn"], "loaded_with": loaded["sklearn"],
-           "loaded_versions": result["versions"], "process_exit": proc.returncode}
+           "loaded_versions": result["versions"], "process_exit": proc.returncode,
+           "versions_differ": versions_differ(entry["versions"], result["versions"])}
     if not result["finished"] or proc.returncode:
         phase = "load" if not result["finished"] else "exit"
         return {**out, "outcome": "crash", "failed_phase": phase, "warning_class": None,
@@ -312,12 +319,25 @@ def outcome_matrix(cells: list[dict]) -> dict[str, dict[tuple[str, str], Counter
 
 
 def print_matrix(data: dict, console=None) -> None:
-    """One table per format: rows saved with, columns loaded with, outcome counts inside."""
+    """The environments (library versions, builder, build time), then one table per format:
+    rows saved with, columns loaded with, outcome counts inside."""
     from rich.console import Console
     from rich.markup import escape
     from rich.table import Table
 
+    from harness.units import human_seconds
+
     console = console or Console()
+    envs = data["run"].get("compat_environments") or []
+    if envs:
+        from harness.version_envs import REPORTED
+
+        table = Table("library", *(e["sklearn"] for e in envs), title="compat: environments")
+        for lib in REPORTED:
+            table.add_row(lib, *((e.get("packages") or {}).get(lib) or "-" for e in envs))
+        table.add_row("built by", *(e.get("builder") or e["source"] for e in envs))
+        table.add_row("build time", *(human_seconds(e.get("build_s")) for e in envs))
+        console.print(table)
     for fmt, pairs in outcome_matrix(data["cells"]).items():
         versions = list(dict.fromkeys(v for pair in pairs for v in pair))
         table = Table("saved with \\ loaded with", *versions, title=f"compat: {fmt}")
