@@ -141,6 +141,49 @@ def test_other_predictions_than_the_saving_side_are_differs(tmp_path, installed)
     assert right["outcome"] == "ok"
 
 
+# ------------------------------------------------- the loading server: one child per request
+
+def test_each_request_runs_in_its_own_child(tmp_path, installed):
+    """Exit codes and signals come back as a fresh interpreter's would; what one child does
+    to its state (a warnings filter turned into errors) never reaches the next one."""
+    server = installed["server"]
+    assert env_server.request(server, "os:_exit", 3, tmp_path).returncode == 3
+    assert env_server.request(server, "signal:raise_signal", 9, tmp_path).returncode == -9
+    assert env_server.request(server, "warnings:simplefilter", "error", tmp_path).returncode == 0
+    warned = env_server.request(server, "warnings:warn", "still a warning", tmp_path)
+    assert warned.returncode == 0 and "UserWarning: still a warning" in warned.stderr
+    failed = env_server.request(server, "json:loads", "{", tmp_path)
+    assert failed.returncode == 1 and "JSONDecodeError" in failed.stderr
+
+
+def test_a_caller_that_goes_away_takes_its_child_along(tmp_path, installed):
+    """A cell killed for its timeout closes the connection: the server kills the hung child
+    and answers the next request at once."""
+    import json as json_
+    import socket
+    import time
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.connect(installed["server"])
+        conn.sendall(json_.dumps({"function": "time:sleep", "args": 600,
+                                  "log": str(tmp_path / "sleep.log")}).encode() + b"\n")
+        time.sleep(0.5)
+    started = time.monotonic()
+    assert env_server.request(installed["server"], "os:_exit", 0, tmp_path).returncode == 0
+    assert time.monotonic() - started < 60
+
+
+def test_environments_without_a_server_say_why(tmp_path):
+    missing = {"sklearn": "0.0.1", "python": None, "reason": "no such release"}
+    broken = {"sklearn": "0.0.2", "python": "/bin/false", "reason": None}
+    with env_server.running([missing, broken]) as served:
+        assert "server" not in served[0]
+        assert "exited with status 1" in served[1]["server_error"]
+    for env in served:
+        with pytest.raises(experiment.EnvironmentUnavailable, match=env["sklearn"]):
+            experiment._server(env)
+
+
 # ---------------------------------------------------------------- the matrix, end to end
 
 @pytest.fixture(scope="module")
