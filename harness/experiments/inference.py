@@ -135,7 +135,7 @@ def fidelity(expected: tuple, got: tuple) -> dict:
         reference["proba"] = want_proba
     out = compare_predictions(FORMATS["onnx"], np.asarray(labels), proba, reference)
     out.pop("roundtrip_equal")
-    for key in ("label_agreement", "proba_max_abs_diff"):
+    for key in ("label_agreement", "proba_max_abs_diff", "tied_rows", "label_agreement_untied"):
         out.setdefault(key, None)
     return out
 
