@@ -129,12 +129,13 @@ def measure_phase(fn: Callable[[], Any]) -> Phase:
 def stats(samples: list[float]) -> dict:
     """The summary every timing carries; raw samples are kept beside it."""
     if not samples:
-        return {"min": None, "median": None, "max": None, "n": 0}
+        return {"min": None, "median": None, "max": None, "n": 0, "samples": []}
     return {
         "min": min(samples),
         "median": statistics.median(samples),
         "max": max(samples),
         "n": len(samples),
+        "samples": list(samples),
     }
 
 

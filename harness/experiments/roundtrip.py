@@ -20,11 +20,14 @@ import numpy as np
 from harness.experiments import Cell, StepContext
 from harness.formats import FORMATS, Format, predict, predict_only
 from harness.measure import Phase, evict_verified, measure_phase, stats
+from harness.serving import Server, modules_for_loading, save_input
 
 NAME = "roundtrip"
 DESCRIPTION = "dump/load time (warm, cold), per-phase peak RSS, file size, prediction equality"
 DEFAULT_BUDGET_S = 30.0
 EXPECTED = "expected.pkl"  # X_eval and the original's outputs, for the load step
+START_ROW = "start_row"  # the one row a freshly started server predicts
+START_REPEATS = 3
 
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
@@ -115,7 +118,9 @@ def dump_step(ctx: StepContext) -> dict:
     expected = {"X": X_eval, "labels": labels} | ({"proba": proba} if proba is not None else {})
     with open(ctx.workdir / EXPECTED, "wb") as fh:
         pickle.dump(expected, fh, protocol=5)
+    save_input(X_eval[:1], ctx.workdir / START_ROW)
     return {
+        "start_modules": modules_for_loading(fmt.name, est),
         **_summary("dump", sampled.samples, sampled.first, sampled.short_reason),
         "file_bytes": os.path.getsize(target),
         "format_traits": fmt.traits(),
@@ -265,4 +270,27 @@ def load_step(ctx: StepContext) -> dict:
     return out
 
 
-STEPS = (dump_step, load_step)
+def start_step(ctx: StepContext) -> dict:
+    """What a server pays at start: a new interpreter (not a fork of the preloaded
+    forkserver) imports what loading the file needs, loads it and predicts one row.
+
+    `start_import_s` is the imports alone, `start_load_s` the load alone (any module the
+    file needs beyond `start_modules` would be imported here), `start_first_predict_s` the
+    first `predict` alone; `start_total_s` is the parent's clock from spawning the
+    interpreter to the answer, interpreter start-up included.
+    """
+    fmt = FORMATS[ctx.cell.format]
+    row = next(ctx.workdir.glob(f"{START_ROW}.*"))
+    modules = ctx.previous["start_modules"]
+    ctx.start_measuring()
+    starts = []
+    for index in range(START_REPEATS):
+        with Server(fmt.name, artefact(ctx), row, modules,
+                    ctx.workdir / f"start{index}.stderr") as server:
+            ready = server.wait_ready()
+            starts.append({**server.serve(), "import_s": ready["import_s"]})
+    return {f"start_{key}": stats([s[key] for s in starts])
+            for key in ("import_s", "load_s", "first_predict_s", "total_s")}
+
+
+STEPS = (dump_step, load_step, start_step)
