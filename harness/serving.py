@@ -129,6 +129,14 @@ def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
     sys.stdin.readline()  # hold the model (and its pages) until the parent has looked
 
 
+def server_environment() -> dict[str, str]:
+    """The harness's environment, one thread, and its import path (so a user's own model
+    module, importable here, is importable in the server too); nothing is imported early."""
+    own = [p for p in sys.path if p and not p.startswith((sys.prefix, sys.base_prefix))]
+    extra = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return {**os.environ, **THREAD_ENV, "PYTHONPATH": os.pathsep.join([*own, *extra])}
+
+
 class Server:
     """Parent side of one server process; always `stop()` it (or use it as a context)."""
 
@@ -140,7 +148,7 @@ class Server:
         self._started = time.perf_counter()
         with open(stderr_path, "wb") as stderr:  # a file: a chatty server never blocks
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=stderr, env={**os.environ, **THREAD_ENV},
+                                         stderr=stderr, env=server_environment(),
                                          text=True)
         self.ready: dict = {}
 

@@ -282,9 +282,12 @@ def start_step(ctx: StepContext) -> dict:
     fmt = FORMATS[ctx.cell.format]
     row = next(ctx.workdir.glob(f"{START_ROW}.*"))
     modules = ctx.previous["start_modules"]
+    repeats = int(ctx.cell.options.get("starts", START_REPEATS))
+    if repeats < 1:
+        return {"start_reason": "not measured: the run asked for no server starts"}
     ctx.start_measuring()
     starts = []
-    for index in range(START_REPEATS):
+    for index in range(repeats):
         with Server(fmt.name, artefact(ctx), row, modules,
                     ctx.workdir / f"start{index}.stderr") as server:
             ready = server.wait_ready()
