@@ -50,20 +50,20 @@ def save_input(X: Any, path: Path) -> Path:
 def modules_of(obj: Any) -> list[str]:
     """The modules an unpickler imports to rebuild `obj`, so a server imports them first.
 
-    Pickled with out-of-band buffers (no array is copied), then replayed by an unpickler
-    that records each class it is asked for. Only for objects the harness itself built.
+    Pickled with out-of-band buffers (no array is copied), then walked opcode by opcode
+    (the audit's walker): nothing is rebuilt, so no `__setstate__` runs and a big model
+    costs a scan of its pickle, not a second copy.
     """
-    buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    found: set[str] = set()
+    from harness.audit_pickle import PickleWalk, walk_stream
 
-    class Recorder(pickle.Unpickler):
-        def find_class(self, module: str, name: str):
-            found.add(module)
-            return super().find_class(module, name)
+    class ModuleWalk(PickleWalk):
+        def add_import(self, ref, pos: int | None) -> None:
+            self.imports.append(ref.module)
 
-    Recorder(io.BytesIO(data), buffers=buffers).load()
-    return sorted(found)
+    data = pickle.dumps(obj, protocol=5, buffer_callback=lambda buffer: None)
+    walk = ModuleWalk()
+    walk_stream(io.BytesIO(data), walk)
+    return sorted(set(walk.imports))
 
 
 FORMAT_MODULES = {"joblib": ["joblib"], "cloudpickle": ["cloudpickle"], "skops": ["skops.io"]}
