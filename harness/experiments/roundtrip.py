@@ -48,8 +48,7 @@ class Sampled:
     short_reason: str | None = None
 
 
-def repeat_phase(run, repeat: int, budget_s: float, before_each=None,
-                 after_each=None) -> Sampled:
+def repeat_phase(run, repeat: int, budget_s: float, after_each=None) -> Sampled:
     """The first run is the warm-up, kept as its own measure (a process pays it once); then
     samples until `repeat` or the time budget is spent, with at least one sample.
 
@@ -60,8 +59,6 @@ def repeat_phase(run, repeat: int, budget_s: float, before_each=None,
     samples: list[Phase] = []
     spent = 0.0
     while len(samples) < repeat and not (samples and spent > budget_s):
-        if before_each:
-            before_each()
         phase = measure_phase(run)
         spent += phase.seconds
         if after_each:
