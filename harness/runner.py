@@ -262,5 +262,6 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
         shutil.rmtree(scratch, ignore_errors=True)
         noise = results.data["run"].setdefault("noise", {})
         noise.update(noise_summary(noise.get("start"), noise_snapshot()))
+        results.flush()
     results.finish()
     return results
