@@ -251,3 +251,14 @@ def predict(fmt: Format, obj: Any, X: Any) -> tuple[np.ndarray, np.ndarray | Non
     labels = np.asarray(obj.predict(X))
     proba = np.asarray(obj.predict_proba(X)) if hasattr(obj, "predict_proba") else None
     return labels, proba
+
+
+def predict_only(fmt: Format, obj: Any, X: Any) -> Any:
+    """Labels (or values) alone, as a server answers a request: no probabilities.
+
+    Timing a first prediction with `predict_proba` folded in would charge a second pass
+    (and for ONNX a second output) to what memory mapping or lazy loading defers.
+    """
+    if not fmt.needs_python_object:
+        return obj.run([obj.get_outputs()[0].name], {obj.get_inputs()[0].name: onnx_input(X)})
+    return obj.predict(X)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.measure import evict_from_page_cache
+from harness.measure import evict_verified
 
 PACKAGES = (
     "persistbench", "numpy", "scipy", "scikit-learn", "joblib", "cloudpickle", "skops",
@@ -132,20 +132,24 @@ def calibrate(directory: Path, nbytes: int = 256 * 2**20) -> dict:
         write_bps = _best_rate(nbytes, write_fsync, repeats=2)
         read_all()
         warm_bps = _best_rate(nbytes, read_all)
-        cold = []
+        cold, cold_unsupported = [], None
         for _ in range(2):
-            evict_from_page_cache(path)
+            _, cold_unsupported = evict_verified(path)
+            if cold_unsupported:
+                break
             cold.append(_best_rate(nbytes, read_all, repeats=1))
-        cold_bps = max(cold)
     finally:
         path.unlink(missing_ok=True)
-    return {
+    out = {
         "bytes": nbytes,
         "memory_copy_bps": copy_bps,
         "page_cache_read_bps": warm_bps,
-        "cold_read_bps": cold_bps,
+        "cold_read_bps": max(cold) if cold else None,
         "write_fsync_bps": write_bps,
     }
+    if cold_unsupported:
+        out["cold_read_unsupported_reason"] = cold_unsupported
+    return out
 
 
 def describe(output_dir: Path, calibration: bool = True) -> dict:

@@ -62,6 +62,49 @@ class Phase:
     seconds: float
     peak_rss_bytes: int
     value: Any = None
+    rss_delta_bytes: int = 0  # RSS after minus before: what the phase left resident
+
+
+def release_free_memory() -> bool:
+    """Hand memory the allocator keeps after `free` back to the kernel (glibc `malloc_trim`).
+
+    Cells run with the allocator's default settings, as a user's process does. glibc then
+    keeps freed blocks for reuse, so a phase repeated in one process would find the last
+    sample's memory already resident and look cheaper than it is. Trimming before each
+    sample (outside the timed region) makes every sample's peak start from live memory
+    only. False where there is no glibc (the peak then relies on the allocator alone).
+    """
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = [ctypes.c_size_t]
+    trim(0)
+    return True
+
+
+ALLOCATOR_VARIABLES = ("MALLOC_", "GLIBC_TUNABLES", "LD_PRELOAD", "PYTHONMALLOC",
+                       "JEMALLOC_", "MIMALLOC_", "TCMALLOC_")
+
+
+def allocator(environ: dict[str, str] | None = None) -> dict:
+    """The allocator every cell and server runs under: the default unless the user tuned it.
+
+    The harness sets nothing itself; any variable that changes malloc (glibc's MALLOC_*
+    thresholds, GLIBC_TUNABLES, a preloaded allocator, PYTHONMALLOC) that the user exported
+    is inherited by every child, so it is recorded with the results.
+    """
+    import platform
+
+    environ = dict(os.environ if environ is None else environ)
+    tuned = {k: v for k, v in sorted(environ.items()) if k.startswith(ALLOCATOR_VARIABLES)}
+    libc, libc_version = platform.libc_ver()
+    return {"name": "default" if not tuned else "tuned", "environment": tuned,
+            "libc": f"{libc} {libc_version}".strip() or None}
 
 
 def measure_phase(fn: Callable[[], Any]) -> Phase:
@@ -70,6 +113,7 @@ def measure_phase(fn: Callable[[], Any]) -> Phase:
     Without clear_refs (not Linux) the lifetime `ru_maxrss` is used, which is only right
     when the phase is the biggest thing the process has done; PEAK_METHOD records which.
     """
+    release_free_memory()
     before = rss_bytes()
     if PEAK_METHOD == "clear_refs-vmhwm":
         with open(CLEAR_REFS, "w") as fh:
@@ -78,18 +122,20 @@ def measure_phase(fn: Callable[[], Any]) -> Phase:
     value = fn()
     seconds = time.perf_counter() - start
     high = _status_bytes("VmHWM:") if PEAK_METHOD == "clear_refs-vmhwm" else _maxrss_bytes()
-    return Phase(seconds=seconds, peak_rss_bytes=max(0, high - before), value=value)
+    return Phase(seconds=seconds, peak_rss_bytes=max(0, high - before), value=value,
+                 rss_delta_bytes=rss_bytes() - before)
 
 
 def stats(samples: list[float]) -> dict:
     """The summary every timing carries; raw samples are kept beside it."""
     if not samples:
-        return {"min": None, "median": None, "max": None, "n": 0}
+        return {"min": None, "median": None, "max": None, "n": 0, "samples": []}
     return {
         "min": min(samples),
         "median": statistics.median(samples),
         "max": max(samples),
         "n": len(samples),
+        "samples": list(samples),
     }
 
 
@@ -106,6 +152,62 @@ def evict_from_page_cache(path: Path) -> None:
 
 def cold_cache_supported() -> bool:
     return hasattr(os, "posix_fadvise")
+
+
+def resident_fraction(path: Path) -> float | None:
+    """Share of the file's pages in the page cache right now (mincore on a fresh mapping).
+
+    Mapping a file and asking `mincore` reads no data, so it does not change the answer.
+    None where it cannot be asked (no mincore, empty file).
+    """
+    import ctypes
+    import ctypes.util
+    import mmap
+
+    size = os.path.getsize(path)
+    if size == 0 or not sys.platform.startswith(("linux", "darwin", "freebsd")):
+        return None
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    libc.munmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
+    pages = (size + mmap.PAGESIZE - 1) // mmap.PAGESIZE
+    vec = (ctypes.c_ubyte * pages)()
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        addr = libc.mmap(None, size, mmap.PROT_READ, mmap.MAP_SHARED, fd, 0)
+        if addr in (None, ctypes.c_void_p(-1).value):
+            return None
+        try:
+            if libc.mincore(ctypes.c_void_p(addr), size, vec) != 0:
+                return None
+        finally:
+            libc.munmap(ctypes.c_void_p(addr), size)
+    finally:
+        os.close(fd)
+    return sum(b & 1 for b in vec) / pages
+
+
+COLD_MAX_RESIDENT = 0.05  # more than this still cached after eviction: not a cold read
+
+
+def evict_verified(path: Path) -> tuple[float | None, str | None]:
+    """Evict the file, then check it worked: (resident fraction, why it is not cold or None).
+
+    On tmpfs (and some overlay filesystems) POSIX_FADV_DONTNEED leaves every page in
+    memory, so a "cold" read would be a warm one; that is reported instead of measured.
+    """
+    if not cold_cache_supported():
+        return None, "no posix_fadvise on this platform: the page cache cannot be evicted"
+    evict_from_page_cache(path)
+    fraction = resident_fraction(path)
+    if fraction is not None and fraction > COLD_MAX_RESIDENT:
+        return fraction, (f"eviction did not work here: {fraction:.0%} of the file's pages "
+                          "stayed in memory after fsync + POSIX_FADV_DONTNEED (tmpfs and "
+                          "some overlay filesystems keep files in memory)")
+    return fraction, None
 
 
 MEMORY_CAP_FRACTION = 0.8

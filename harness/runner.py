@@ -21,12 +21,10 @@ from pathlib import Path
 
 from harness import __version__
 from harness.experiments import Cell, experiment
-from harness.measure import PEAK_METHOD
+from harness.measure import PEAK_METHOD, allocator
+from harness.noise import noise_snapshot, noise_summary
 from harness.results import ResultsFile, now
 
-# Fixed glibc thresholds: freed blocks go back to the OS instead of being recycled silently,
-# so one phase's leftovers cannot hide the next phase's allocations.
-CHILD_ENV = {"MALLOC_MMAP_THRESHOLD_": "131072", "MALLOC_TRIM_THRESHOLD_": "131072"}
 TRAIN_TIMEOUT_S = 3600.0
 
 
@@ -46,11 +44,15 @@ _context: multiprocessing.context.BaseContext | None = None
 
 
 def context():
-    """The forkserver, started once per harness process with the environment above."""
+    """The forkserver, started once per harness process.
+
+    Children inherit the user's environment unchanged: allocator settings change timings and
+    memory (glibc's MALLOC_* thresholds slowed skops loads by half), so a cell runs under the
+    allocator a user's process gets; `run.allocator` records any tuning the user exported.
+    """
     global _context
     if _context is None:
         if "forkserver" in multiprocessing.get_all_start_methods():
-            os.environ.update(CHILD_ENV)
             _context = multiprocessing.get_context("forkserver")
             _context.set_forkserver_preload(["harness.worker"])
         else:  # macOS without forkserver support in old Pythons, Windows
@@ -199,7 +201,8 @@ def _open_results(options: RunOptions) -> ResultsFile:
     run_info = {"started": now(), "finished": None, "argv": options.argv,
                 "harness_version": __version__, "profile": options.profile,
                 "peak_memory_method": PEAK_METHOD, "python_executable": sys.executable,
-                "start_method": context().get_start_method(), "models": {}}
+                "start_method": context().get_start_method(), "models": {},
+                "allocator": allocator(), "noise": {"start": noise_snapshot()}}
     if options.resume and options.output.exists():
         return ResultsFile.resume(options.output, run_info)
     machine = describe(options.output.parent, calibration=options.calibrate)
@@ -257,5 +260,8 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
         raise
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        noise = results.data["run"].setdefault("noise", {})
+        noise.update(noise_summary(noise.get("start"), noise_snapshot()))
+        results.flush()
     results.finish()
     return results

@@ -10,7 +10,8 @@ while it holds still.
 Protocol, one JSON object per line on stdout, one command per line on stdin:
   server: {"event": "ready", "import_s": ...}          after its imports
   parent: "serve"
-  server: {"event": "served", "load_s": ..., "first_predict_s": ...}
+  server: {"event": "served", "load_s": ..., "first_predict_s": ...,
+           "first_predict_proba_s": ...}   predict alone, then labels + probabilities
   parent: closes stdin (or any other line): the server exits.
 """
 
@@ -19,8 +20,10 @@ from __future__ import annotations
 import argparse
 import contextlib
 import importlib
+import io
 import json
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -42,6 +45,42 @@ def save_input(X: Any, path: Path) -> Path:
         path = path.with_suffix(".npy")
         np.save(path, np.asarray(X), allow_pickle=False)
     return path
+
+
+def modules_of(obj: Any) -> list[str]:
+    """The modules an unpickler imports to rebuild `obj`, so a server imports them first.
+
+    Pickled with out-of-band buffers (no array is copied), then walked opcode by opcode
+    (the audit's walker): nothing is rebuilt, so no `__setstate__` runs and a big model
+    costs a scan of its pickle, not a second copy.
+    """
+    from harness.audit_pickle import PickleWalk, walk_stream
+
+    class ModuleWalk(PickleWalk):
+        def add_import(self, ref, pos: int | None) -> None:
+            self.imports.append(ref.module)
+
+    data = pickle.dumps(obj, protocol=5, buffer_callback=lambda buffer: None)
+    walk = ModuleWalk()
+    walk_stream(io.BytesIO(data), walk)
+    return sorted(set(walk.imports))
+
+
+FORMAT_MODULES = {"joblib": ["joblib"], "cloudpickle": ["cloudpickle"], "skops": ["skops.io"]}
+
+
+def modules_for_loading(fmt_name: str, est: Any) -> list[str]:
+    """What a server must import to load `est` saved in this format, and nothing more.
+
+    ONNX needs numpy and onnxruntime only; the others need the estimator's own modules
+    (what unpickling it imports) and the format's library.
+    """
+    from harness.formats import FORMATS
+
+    fmt = FORMATS[fmt_name]
+    if not fmt.needs_python_object:
+        return ["numpy", "onnxruntime"]
+    return modules_of(est) + FORMAT_MODULES.get(fmt.library, [])
 
 
 def _load_input(path: Path) -> Any:
@@ -67,7 +106,7 @@ def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
     started = time.perf_counter()
     for name in modules:
         importlib.import_module(name)
-    from harness.formats import FORMATS, predict
+    from harness.formats import FORMATS, predict, predict_only
 
     imported = time.perf_counter() - started
     X = _load_input(rows)
@@ -75,14 +114,27 @@ def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
     if sys.stdin.readline().strip() != "serve":
         return
     fmt = FORMATS[fmt_name]
+    prepared = fmt.prepare_load(model)  # skops: the type review a user does beforehand
     start = time.perf_counter()
-    obj = fmt.load(model, fmt.prepare_load(model))
+    obj = fmt.load(model, prepared)
     loaded = time.perf_counter()
-    predict(fmt, obj, X)
-    _say({"event": "served", "load_s": loaded - start,
-          "first_predict_s": time.perf_counter() - loaded,
+    predict_only(fmt, obj, X)
+    predicted = time.perf_counter()
+    has_proba = not fmt.needs_python_object or hasattr(obj, "predict_proba")
+    if has_proba:
+        predict(fmt, obj, X)
+    _say({"event": "served", "load_s": loaded - start, "first_predict_s": predicted - loaded,
+          "first_predict_proba_s": time.perf_counter() - predicted if has_proba else None,
           "sklearn_imported": "sklearn" in sys.modules})
     sys.stdin.readline()  # hold the model (and its pages) until the parent has looked
+
+
+def server_environment() -> dict[str, str]:
+    """The harness's environment, one thread, and its import path (so a user's own model
+    module, importable here, is importable in the server too); nothing is imported early."""
+    own = [p for p in sys.path if p and not p.startswith((sys.prefix, sys.base_prefix))]
+    extra = [os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else []
+    return {**os.environ, **THREAD_ENV, "PYTHONPATH": os.pathsep.join([*own, *extra])}
 
 
 class Server:
@@ -96,7 +148,7 @@ class Server:
         self._started = time.perf_counter()
         with open(stderr_path, "wb") as stderr:  # a file: a chatty server never blocks
             self.proc = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                         stderr=stderr, env={**os.environ, **THREAD_ENV},
+                                         stderr=stderr, env=server_environment(),
                                          text=True)
         self.ready: dict = {}
 
@@ -133,7 +185,9 @@ class Server:
             self.proc.stdin.flush()
         except BrokenPipeError:
             pass  # it died: _read says how
-        return self._read("served")
+        served = self._read("served")
+        served["total_s"] = time.perf_counter() - self._started
+        return served
 
     def memory(self) -> dict:
         from harness.measure import process_memory

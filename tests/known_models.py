@@ -76,3 +76,47 @@ def aborts():
 
 def hoards():
     return Misbehaving("hoard"), np.ones((3, 2))
+
+
+READER_BYTES = 64 * 2**20
+
+
+class ArrayReader(ArrayHolder):
+    """Predicting reads the whole array: a memory-mapped copy is paged in by `predict`."""
+
+    def predict(self, X):
+        return np.asarray(X)[:, 0] * float(self.array.sum())
+
+
+def array_reader():
+    rng = np.random.default_rng(0)
+    return ArrayReader(rng.standard_normal(READER_BYTES // 8)), np.ones((4, 2))
+
+
+PLANTED_FIRST_LOAD_S = 0.5
+_loaded_in_this_process = False
+
+
+class SlowFirstLoad:
+    """The first unpickling in a process sleeps (as a lazy import or a JIT would cost);
+    later ones are instant. Generation 1 (the model cache's copy) never sleeps."""
+
+    def __init__(self):
+        self.generation = 0
+
+    def predict(self, X):
+        return np.zeros(len(X))
+
+    def __getstate__(self):
+        return {"generation": self.generation + 1}
+
+    def __setstate__(self, state):
+        global _loaded_in_this_process
+        self.__dict__.update(state)
+        if self.generation >= 2 and not _loaded_in_this_process:
+            _loaded_in_this_process = True
+            time.sleep(PLANTED_FIRST_LOAD_S)
+
+
+def slow_first_load():
+    return SlowFirstLoad(), np.ones((3, 2))

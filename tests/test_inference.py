@@ -72,10 +72,29 @@ def test_batches_are_the_first_rows(tiny):
     assert set(seen) == {1, 7}
 
 
-def test_time_series_respects_budget_and_count():
-    assert len(inference.time_series(lambda: None, budget_s=10.0, max_n=7)) == 7
-    slow = inference.time_series(lambda: sum(range(10**5)), budget_s=0.0, max_n=50)
-    assert len(slow) == 1
+def test_time_series_warms_up_then_takes_at_least_the_minimum():
+    calls = []
+    series = inference.time_series(lambda: calls.append(1), budget_s=10.0, max_n=7)
+    assert len(series.samples) == 7 and len(calls) == 8  # one warm-up, kept apart
+    spent = inference.time_series(lambda: None, budget_s=0.0, max_n=50)
+    assert len(spent.samples) == inference.MIN_SAMPLES and spent.short_reason is None
+
+
+def test_time_series_over_the_cells_budget_says_why_it_has_fewer_samples():
+    series = inference.time_series(lambda: None, budget_s=0.0, max_n=50, hard_budget_s=0.0)
+    assert len(series.samples) == 1
+    assert f"1 of {inference.MIN_SAMPLES} samples" in series.short_reason
+    entry = inference.latency_entry("sklearn", "predict", 1, series)
+    assert entry["short_reason"] == series.short_reason and entry["warmup_s"] >= 0
+
+
+def test_fidelity_counts_ties_apart():
+    proba = np.array([[0.5, 0.5, 0.0], [0.2, 0.3, 0.5], [0.1, 0.45, 0.45], [0.9, 0.05, 0.05]])
+    want = np.array([0, 2, 1, 0])
+    got = np.array([1, 2, 2, 0])  # differs exactly on the two tied rows
+    out = inference.fidelity((want, proba), (got, proba))
+    assert out["label_agreement"] == pytest.approx(0.5)
+    assert out["tied_rows"] == 2 and out["label_agreement_untied"] == 1.0
 
 
 def test_cells_ok_for_a_convertible_model_unsupported_with_the_converters_message(tmp_path):
@@ -103,3 +122,23 @@ def test_fidelity_outputs_in_chunks_equal_one_batch(tiny):
         whole, chunked = predict(fmt, obj, X), inference.predict_in_chunks(fmt, obj, X, chunk=7)
         assert np.array_equal(whole[0], chunked[0])
         np.testing.assert_allclose(whole[1], chunked[1], rtol=1e-5)  # BLAS blocking may differ
+
+
+def test_a_two_tree_forest_agrees_with_onnx_on_every_untied_row(tmp_path):
+    """Two fully grown trees tie wherever they disagree: a classifier with known ties."""
+    from sklearn.ensemble import RandomForestClassifier
+
+    from harness.formats import FORMATS, predict
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((300, 4)).astype(np.float32)
+    y = (X[:, 0] + rng.standard_normal(300) > 0).astype(int)
+    est = RandomForestClassifier(n_estimators=2, random_state=0).fit(X, y)
+    path = tmp_path / "forest.onnx"
+    path.write_bytes(convert_to_onnx(est, X).SerializeToString())
+    rows = inference.heldout_rows(X, 500)
+    expected = predict(FORMATS["pickle"], est, rows)
+    out = inference.fidelity(expected, predict(FORMATS["onnx"], onnx_session(path), rows))
+    tied = int((expected[1][:, 0] == 0.5).sum())
+    assert tied > 0 and out["tied_rows"] == tied
+    assert out["label_agreement_untied"] == 1.0

@@ -18,7 +18,8 @@ def records(tmp_path_factory):
     train_into_cache(resolve_spec(MODEL), "custom", 0)
     out = {}
     for fmt in ("pickle", "pickle-p5", "joblib-mmap"):
-        cell = Cell("roundtrip", MODEL, "custom", fmt, options={"repeat": 2, "seed": 0})
+        cell = Cell("roundtrip", MODEL, "custom", fmt,
+                    options={"repeat": 2, "seed": 0, "starts": 0})
         out[fmt] = run_cell(cell, tmp_path_factory.mktemp(fmt), timeout_s=300)
         assert out[fmt]["status"] == "ok", out[fmt].get("reason")
     return out

@@ -15,7 +15,7 @@ def test_raise_hang_and_abort_are_recorded_and_the_run_goes_on(tmp_path):
     cells = []
     for model in models:
         size = "small" if model == "logreg" else "custom"
-        cells += roundtrip.plan([model], [size], ["pickle"], {"repeat": 1, "seed": 0})
+        cells += roundtrip.plan([model], [size], ["pickle"], {"repeat": 1, "seed": 0, "starts": 0})
     results = run_plan(tmp_path / "r.json", cells, timeout_s=20)
     status = {c["model"]: c for c in results["cells"]}
     assert status["known_models:raises"]["status"] == "error"
@@ -32,7 +32,7 @@ def test_raise_hang_and_abort_are_recorded_and_the_run_goes_on(tmp_path):
 def test_resume_neither_loses_nor_repeats(tmp_path):
     out = tmp_path / "r.json"
     cells = roundtrip.plan(["logreg", "ridge"], ["small"], ["pickle", "joblib"],
-                           {"repeat": 1, "seed": 0})
+                           {"repeat": 1, "seed": 0, "starts": 0})
     first = run_plan(out, cells[:2])
     before = {c["cell_id"]: c for c in first["cells"]}
     second = run_plan(out, cells, resume=True)
@@ -86,7 +86,7 @@ def test_work_folders_of_killed_runs_are_swept(tmp_path):
     alive = tmp_path / f".persistbench-{os.getpid()}-def"
     alive.mkdir()
     run_plan(tmp_path / "r.json", roundtrip.plan(["logreg"], ["small"], ["pickle"],
-                                                 {"repeat": 1, "seed": 0}))
+                                                 {"repeat": 1, "seed": 0, "starts": 0}))
     assert not abandoned.exists()
     assert alive.exists()
 
@@ -94,7 +94,7 @@ def test_work_folders_of_killed_runs_are_swept(tmp_path):
 def test_a_runaway_allocation_fails_inside_the_cell(tmp_path):
     """The address-space cap turns 'more memory than the machine has' into a recorded error."""
     cells = roundtrip.plan(["known_models:hoards"], ["custom"], ["pickle"],
-                           {"repeat": 1, "seed": 0})
+                           {"repeat": 1, "seed": 0, "starts": 0})
     results = run_plan(tmp_path / "r.json", cells)
     (cell,) = results["cells"]
     assert cell["status"] in ("error", "crashed")

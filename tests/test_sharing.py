@@ -8,6 +8,7 @@ import joblib
 import numpy as np
 import pytest
 
+from harness import serving
 from harness.experiments import sharing
 from harness.serving import save_input
 
@@ -42,7 +43,7 @@ def holder_file(tmp_path_factory):
         path = where / "holder.joblib"
         joblib.dump(obj, path)
         rows = save_input(np.zeros((3, 2)), where / "rows")
-        modules = sharing.modules_of(obj)
+        modules = serving.modules_of(obj)
         yield path, rows, modules
     finally:
         mp.undo()
@@ -71,7 +72,7 @@ def test_modules_of_names_what_unpickling_imports():
     from sklearn.linear_model import LogisticRegression
 
     est = LogisticRegression().fit(np.eye(4), [0, 1, 0, 1])
-    assert "sklearn.linear_model._logistic" in sharing.modules_of(est)
+    assert "sklearn.linear_model._logistic" in serving.modules_of(est)
 
 
 def test_plan_one_cell_per_sharing_format_with_process_count():

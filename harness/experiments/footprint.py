@@ -5,8 +5,9 @@ compute predictions from small models". Two minimal servers answer it per model,
 fresh interpreter (`harness.serving`), as a real server starts: one imports numpy and
 onnxruntime and loads the `.onnx` file, the other imports scikit-learn and loads the
 pickle (its unpickling imports the estimator's own modules, so that is part of its load).
-Both then predict labels and probabilities for one row and hold still while their memory
-is read. Each server is started a few times, alternating, and the medians are kept.
+Both then predict one row (`first_predict_s`: labels only; `first_predict_proba_s`: then
+labels and probabilities) and hold still while their memory is read. Each server is
+started a few times, alternating, and the medians are kept.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ SERVERS = {  # result key: (format, modules imported before the model is loaded)
     "onnx_server": ("onnx", ["numpy", "onnxruntime"]),
     "sklearn_server": ("pickle", ["numpy", "sklearn"]),
 }
-MEDIAN_KEYS = ("start_s", "import_s", "load_s", "first_predict_s", "rss_after_predict_bytes",
-               "uss_after_predict_bytes", "pss_after_predict_bytes")
+MEDIAN_KEYS = ("start_s", "import_s", "load_s", "first_predict_s", "first_predict_proba_s",
+               "rss_after_predict_bytes", "uss_after_predict_bytes", "pss_after_predict_bytes")
 
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
@@ -48,6 +49,7 @@ def run_server(fmt_name: str, model, rows, modules: list[str], stderr_path) -> d
         memory = server.memory()
     return {"start_s": ready["start_s"], "import_s": ready["import_s"],
             "load_s": served["load_s"], "first_predict_s": served["first_predict_s"],
+            "first_predict_proba_s": served["first_predict_proba_s"],
             "sklearn_imported": served["sklearn_imported"],
             **{f"{key[:-len('_bytes')]}_after_predict_bytes": value
                for key, value in memory.items()}}
@@ -55,7 +57,8 @@ def run_server(fmt_name: str, model, rows, modules: list[str], stderr_path) -> d
 
 def summarise(samples: list[dict]) -> dict:
     """Medians of the repeated servers, with the samples beside them."""
-    out: dict = {key: statistics.median(s[key] for s in samples) for key in MEDIAN_KEYS}
+    out: dict = {key: statistics.median(s[key] for s in samples) for key in MEDIAN_KEYS
+                 if all(s.get(key) is not None for s in samples)}
     for key in ("rss_after_predict_bytes", "uss_after_predict_bytes", "pss_after_predict_bytes"):
         out[key] = int(out[key])
     return {**out, "sklearn_imported": any(s["sklearn_imported"] for s in samples),

@@ -12,8 +12,10 @@ costs only itself.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -37,7 +39,8 @@ SMALL_BATCHES, LARGE_BATCHES = BATCH_SIZES[:3], BATCH_SIZES[3:]
 THREADS = 1
 SERIES_BUDGET_S = 1.0  # per (runtime, method, batch): stop sampling after this much time
 SERIES_MAX_N = 100
-WARMUP_BELOW_S = 1.0  # a first call slower than this is kept as a sample, not thrown away
+MIN_SAMPLES = 5  # after the warm-up, unless the cell's time budget cannot afford them
+LARGE_BATCHES_BUDGET_S = 40.0  # batches 1,000 and 10,000 of one cell share this
 SESSION_REPEATS = 3
 FIDELITY_ROWS = 2_000  # enough for agreement to 0.1 %; the big batches are timed anyway
 FIDELITY_CHUNK = 500
@@ -56,42 +59,69 @@ def heldout_rows(X_eval: Any, n: int, seed: int = 0) -> Any:
     Numeric: each feature drawn independently from its column in X_eval (float32, the
     dtype both runtimes get). Text: documents of the same lengths made of words drawn from
     X_eval's words. The zoo hands out training rows only, so this is the held-out set.
+    The first k of n rows are the k rows asked for alone, so each step builds only the rows
+    it needs (10,000 rows of a wide model take a minute and gigabytes) and all see the same.
     """
     rng = np.random.default_rng(seed)
     if isinstance(X_eval, list | tuple):
         words = np.array(" ".join(X_eval).split())
-        lengths = rng.choice([len(doc.split()) for doc in X_eval], size=n)
-        return [" ".join(rng.choice(words, size=k)) for k in lengths]
+        length_rng, word_rng = (np.random.default_rng(s)
+                                for s in np.random.SeedSequence(seed).spawn(2))
+        lengths = length_rng.choice([len(doc.split()) for doc in X_eval], size=n)
+        drawn = word_rng.choice(words, size=int(lengths.sum()))
+        ends = np.cumsum(lengths)
+        return [" ".join(drawn[end - k:end]) for k, end in zip(lengths, ends, strict=True)]
     X = onnx_input(X_eval)
     picks = rng.integers(0, X.shape[0], size=(n, X.shape[1]))
     return X[picks, np.arange(X.shape[1])]
 
 
+@dataclass
+class Series:
+    """Repeated calls of one entry: the warm-up apart, the samples, and why they are few."""
+
+    samples: list[float]
+    warmup_s: float
+    short_reason: str | None = None
+
+
 def time_series(call: Callable[[], Any], budget_s: float = SERIES_BUDGET_S,
-                max_n: int = SERIES_MAX_N) -> list[float]:
-    """Wall times of repeated calls: one warm-up when cheap, then until budget or max_n."""
+                max_n: int = SERIES_MAX_N, hard_budget_s: float = math.inf) -> Series:
+    """One warm-up, then samples until `max_n`, or `budget_s` spent once there are at
+    least MIN_SAMPLES of them. `hard_budget_s` (warm-up included) is what the cell can
+    afford for this entry: a call that would overrun it is not started once one sample
+    exists, and the entry says so, instead of a slow call getting one unwarmed sample.
+    """
+    start = time.perf_counter()
+    call()
+    warmup = time.perf_counter() - start
     samples: list[float] = []
-    spent = 0.0
-    warmed = False
-    while len(samples) < max_n and not (samples and spent > budget_s):
+    spent = warmup
+    while len(samples) < max_n and not (len(samples) >= MIN_SAMPLES
+                                        and spent - warmup > budget_s):
+        last = samples[-1] if samples else warmup
+        if samples and spent + last > hard_budget_s:
+            return Series(samples, warmup, f"{len(samples)} of {MIN_SAMPLES} samples: one "
+                          f"call takes {last:.3g} s and the cell's time budget left "
+                          f"{hard_budget_s:.3g} s for this entry")
         start = time.perf_counter()
         call()
-        seconds = time.perf_counter() - start
-        spent += seconds
-        if not warmed and seconds < WARMUP_BELOW_S:
-            warmed = True
-            continue
-        warmed = True
-        samples.append(seconds)
-    return samples
+        samples.append(time.perf_counter() - start)
+        spent += samples[-1]
+    return Series(samples, warmup)
 
 
-def latency_entry(runtime: str, method: str, batch_size: int, samples: list[float]) -> dict:
+def latency_entry(runtime: str, method: str, batch_size: int, series: Series) -> dict:
+    samples = series.samples
     median = float(np.median(samples))
-    return {"runtime": runtime, "method": method, "batch_size": batch_size,
-            "median_s": median, "p90_s": float(np.percentile(samples, 90)),
-            "min_s": min(samples), "max_s": max(samples), "n": len(samples),
-            "rows_per_s": batch_size / median if median > 0 else None, "samples_s": samples}
+    entry = {"runtime": runtime, "method": method, "batch_size": batch_size,
+             "median_s": median, "p90_s": float(np.percentile(samples, 90)),
+             "min_s": min(samples), "max_s": max(samples), "n": len(samples),
+             "rows_per_s": batch_size / median if median > 0 else None, "samples_s": samples,
+             "warmup_s": series.warmup_s}
+    if series.short_reason:
+        entry["short_reason"] = series.short_reason
+    return entry
 
 
 def calls(est: Any, session: Any, method: str, X_sk: Any, X_ox: np.ndarray
@@ -105,21 +135,31 @@ def calls(est: Any, session: Any, method: str, X_sk: Any, X_ox: np.ndarray
 
 
 def latency(est: Any, session: Any, X: Any, batch_sizes=BATCH_SIZES,
-            budget_s: float = SERIES_BUDGET_S, max_n: int = SERIES_MAX_N) -> list[dict]:
-    """One entry per runtime, method and batch size; batches are the first rows of X."""
+            budget_s: float = SERIES_BUDGET_S, max_n: int = SERIES_MAX_N,
+            step_budget_s: float = math.inf) -> list[dict]:
+    """One entry per runtime, method and batch size; batches are the first rows of X.
+
+    `step_budget_s` is shared by the entries: each may use what is left divided by the
+    entries still to come, so a fast entry leaves time to a slow one and no batch is dropped.
+    """
     methods = ["predict"]
     if hasattr(est, "predict_proba") and len(session.get_outputs()) > 1:
         methods.append("predict_proba")
-    entries = []
     for batch in batch_sizes:
         if batch > len(X):
             raise ValueError(f"batch size {batch} needs {batch} rows, X has {len(X)}")
+    entries = []
+    todo = len(batch_sizes) * len(methods) * 2
+    started = time.perf_counter()
+    for batch in batch_sizes:
         X_sk = X[:batch]
         X_ox = onnx_input(X_sk)
         for method in methods:
             for runtime, call in calls(est, session, method, X_sk, X_ox).items():
+                share = (step_budget_s - (time.perf_counter() - started)) / todo
                 entries.append(latency_entry(runtime, method, batch,
-                                             time_series(call, budget_s, max_n)))
+                                             time_series(call, budget_s, max_n, share)))
+                todo -= 1
     return entries
 
 
@@ -135,7 +175,7 @@ def fidelity(expected: tuple, got: tuple) -> dict:
         reference["proba"] = want_proba
     out = compare_predictions(FORMATS["onnx"], np.asarray(labels), proba, reference)
     out.pop("roundtrip_equal")
-    for key in ("label_agreement", "proba_max_abs_diff"):
+    for key in ("label_agreement", "proba_max_abs_diff", "tied_rows", "label_agreement_untied"):
         out.setdefault(key, None)
     return out
 
@@ -164,10 +204,10 @@ def convert_step(ctx: StepContext) -> dict:
             "onnx_opsets": {d.domain or "ai.onnx": d.version for d in model.opset_import}}
 
 
-def _rows(ctx: StepContext) -> tuple[Any, Any]:
-    """The model (from the cache, not measured) and the held-out rows every step uses."""
+def _rows(ctx: StepContext, n: int) -> tuple[Any, Any]:
+    """The model (from the cache, not measured) and the first n held-out rows."""
     est, X_eval = ctx.load_model()
-    return est, heldout_rows(X_eval, max(BATCH_SIZES), int(ctx.cell.options.get("seed", 0)))
+    return est, heldout_rows(X_eval, n, int(ctx.cell.options.get("seed", 0)))
 
 
 def predict_in_chunks(fmt, obj: Any, X: Any, chunk: int = FIDELITY_CHUNK) -> tuple:
@@ -181,7 +221,7 @@ def predict_in_chunks(fmt, obj: Any, X: Any, chunk: int = FIDELITY_CHUNK) -> tup
 def session_step(ctx: StepContext) -> dict:
     from threadpoolctl import threadpool_limits
 
-    est, X = _rows(ctx)
+    est, X = _rows(ctx, max(SMALL_BATCHES))
     with threadpool_limits(limits=THREADS):
         ctx.start_measuring()
         creations, session = [], None
@@ -195,9 +235,8 @@ def session_step(ctx: StepContext) -> dict:
 
 
 def fidelity_step(ctx: StepContext) -> dict:
-    est, X = _rows(ctx)
+    est, rows = _rows(ctx, FIDELITY_ROWS)
     session = onnx_session(ctx.workdir / ONNX_FILE, threads=THREADS)
-    rows = X[:FIDELITY_ROWS]
     ctx.start_measuring()
     expected = predict_in_chunks(FORMATS["pickle"], est, rows)
     got = predict_in_chunks(FORMATS["onnx"], session, rows)
@@ -208,11 +247,13 @@ def large_batches_step(ctx: StepContext) -> dict:
     """Last and alone: a batch that exhausts memory ends here, the smaller ones are kept."""
     from threadpoolctl import threadpool_limits
 
-    est, X = _rows(ctx)
+    est, X = _rows(ctx, max(LARGE_BATCHES))
     with threadpool_limits(limits=THREADS):
         session = onnx_session(ctx.workdir / ONNX_FILE, threads=THREADS)
         ctx.start_measuring()
-        return {"latency": ctx.previous["latency"] + latency(est, session, X, LARGE_BATCHES)}
+        budget = float(ctx.cell.options.get("large_batches_budget_s", LARGE_BATCHES_BUDGET_S))
+        return {"latency": ctx.previous["latency"]
+                + latency(est, session, X, LARGE_BATCHES, step_budget_s=budget)}
 
 
 # Ordered by the memory they may need, so a failure loses as little as possible.

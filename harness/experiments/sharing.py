@@ -14,16 +14,13 @@ kind, which imports the same modules but loads nothing, runs beside them as the 
 
 from __future__ import annotations
 
-import io
 import os
-import pickle
 from pathlib import Path
-from typing import Any
 
 from harness.experiments import Cell, StepContext
 from harness.formats import FORMATS
 from harness.measure import stats
-from harness.serving import Server, save_input
+from harness.serving import Server, modules_for_loading, save_input
 
 NAME = "sharing"
 DESCRIPTION = "N processes serve one file: RSS/USS/PSS per process and in total, mmap or not"
@@ -41,25 +38,6 @@ def plan(models: list[str], sizes: list[str], formats: list[str], options: dict)
 
 def artefact(ctx: StepContext) -> Path:
     return ctx.workdir / f"model{FORMATS[ctx.cell.format].suffix}"
-
-
-def modules_of(obj: Any) -> list[str]:
-    """The modules an unpickler imports to rebuild `obj`, so the baseline imports them too.
-
-    Pickled with out-of-band buffers (no array is copied), then replayed by an unpickler
-    that records each class it is asked for. Only for objects the harness itself built.
-    """
-    buffers: list[pickle.PickleBuffer] = []
-    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
-    found: set[str] = set()
-
-    class Recorder(pickle.Unpickler):
-        def find_class(self, module: str, name: str):
-            found.add(module)
-            return super().find_class(module, name)
-
-    Recorder(io.BytesIO(data), buffers=buffers).load()
-    return sorted(found)
 
 
 def measure_sharing(fmt_name: str, model: Path, rows: Path, modules: list[str], processes: int,
@@ -83,6 +61,7 @@ def measure_sharing(fmt_name: str, model: Path, rows: Path, modules: list[str], 
             server.stop()
 
     per_process = [{**mem, "load_s": done["load_s"], "predict_s": done["first_predict_s"],
+                    "predict_proba_s": done["first_predict_proba_s"],
                     "import_s": up["import_s"], "start_s": up["start_s"]}
                    for mem, done, up in zip(memory, served, ready, strict=True)]
     total = {key: sum(p[key] for p in per_process)
@@ -114,7 +93,7 @@ def dump_step(ctx: StepContext) -> dict:
     ctx.start_measuring()
     info = fmt.dump(est, artefact(ctx), X_eval)
     save_input(X_eval, ctx.workdir / ROWS)
-    modules = modules_of(est) + (["joblib"] if fmt.library == "joblib" else [])
+    modules = modules_for_loading(fmt.name, est)
     return {**info, "file_bytes": os.path.getsize(artefact(ctx)), "server_modules": modules}
 
 

@@ -78,11 +78,31 @@ def machine_card(mr: MachineResults) -> dict:
         ("cold_read_bps", "cold read (evicted)"), ("write_fsync_bps", "write + fsync"),
     ) if key in cal] if cal else []
     runs = Table("", ["results file", "started", "finished", "run time", "state", "profile",
-                      "peak memory method", "harness", "command line"],
+                      "peak memory method", "allocator", "load average (start → end)",
+                      "harness", "command line"],
                  [[r["path"], r["started"], r.get("finished"), _duration(r), r.get("state"),
-                   r.get("profile"), r.get("peak_memory_method"), r.get("harness_version"),
+                   r.get("profile"), r.get("peak_memory_method"), _allocator(r),
+                   _load_average(r), r.get("harness_version"),
                    shlex.join(r["argv"])] for r in mr.runs])
     return {"fingerprint": fingerprint, "calibration": calibration, "runs": runs}
+
+
+def _allocator(run: dict) -> str:
+    """`default`, or the malloc settings the run was tuned with (older runs: not recorded)."""
+    alloc = run.get("allocator")
+    if not alloc:
+        return "not recorded"
+    tuned = " ".join(f"{k}={v}" for k, v in alloc.get("environment", {}).items())
+    return f"{alloc['name']} {tuned}".strip()
+
+
+def _load_average(run: dict) -> str:
+    """1-minute load average at start and end, and stolen CPU: how quiet the machine was."""
+    noise = run.get("noise") or {}
+    loads = [(noise.get(k) or {}).get("load_average") for k in ("start", "end")]
+    text = " → ".join(f"{v[0]:.1f}" if v else "?" for v in loads)
+    steal = noise.get("steal_fraction")
+    return text + (f", {steal:.1%} stolen" if steal is not None else "")
 
 
 def render_report(mr: MachineResults, profiles: dict | None = None) -> str:

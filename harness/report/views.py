@@ -136,13 +136,15 @@ def generic_view(cells: list[dict], machine: dict) -> list[Block]:
                   note="Timings are medians; hover a number for its exact value.")]
 
 
-FIDELITY_COLUMNS = ["label agreement", "max |Δ probability|", "max |Δ prediction|",
-                    "max relative Δ prediction"]
+FIDELITY_COLUMNS = ["label agreement", "tied rows", "label agreement, untied rows",
+                    "max |Δ probability|", "max |Δ prediction|", "max relative Δ prediction"]
 
 
 def fidelity(cell: dict) -> list[Num]:
-    """Classifiers: label agreement and probability drift; regressors: value drift."""
-    return [Num(cell.get("label_agreement"), "%"), Num(cell.get("proba_max_abs_diff")),
+    """Classifiers: label agreement (all rows, and rows whose top two probabilities are not
+    tied, where a label is no tie-break) and probability drift; regressors: value drift."""
+    return [Num(cell.get("label_agreement"), "%"), Num(cell.get("tied_rows")),
+            Num(cell.get("label_agreement_untied"), "%"), Num(cell.get("proba_max_abs_diff")),
             Num(cell.get("prediction_max_abs_diff")), Num(cell.get("prediction_max_rel_diff"))]
 
 
@@ -156,15 +158,29 @@ def _ok(cells: list[dict]) -> list[dict]:
 def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks: list[Block] = [Table(
         "per model and format (medians)",
-        ["model", "size", "format", "status", "file", "dump", "load (warm)", "load (cold)",
-         "first predict after cold load", "dump +RSS", "load +RSS", "predictions equal"],
+        ["model", "size", "format", "status", "file", "dump", "load (warm)", "first load",
+         "first predict", "first predict +RSS", "load (cold)", "first predict after cold load",
+         "dump +RSS", "load +RSS", "server start: imports", "server start: load",
+         "server start: first predict", "predictions equal"],
         [[c["model"], c["size"], c["format"], status(c), Num(c.get("file_bytes"), "B"),
           Num(median(c.get("dump_s")), "s"), Num(median(c.get("load_s")), "s"),
+          Num(c.get("load_first_s"), "s"), Num(median(c.get("first_predict_s")), "s"),
+          Num(c.get("first_predict_rss_bytes"), "B"),
           Num(median(c.get("load_cold_s")), "s"),
           Num(median(c.get("load_cold_first_predict_s")), "s"),
           Num(c.get("dump_peak_rss_bytes"), "B"), Num(c.get("load_peak_rss_bytes"), "B"),
+          Num(median(c.get("start_import_s")), "s"), Num(median(c.get("start_load_s")), "s"),
+          Num(median(c.get("start_first_predict_s")), "s"),
           c.get("roundtrip_equal")] for c in cells],
-        note="+RSS is the phase's peak resident memory above what the process held before it.")]
+        note="+RSS is the phase's peak resident memory above what the process held before it; "
+             "first predict +RSS is what one row's predict left resident after a warm load "
+             "(pages a memory map deferred). Load (warm) is the steady state in a process "
+             "that already imported the libraries; first load is that process's first; "
+             "server start runs a new interpreter that imports what the file needs, loads "
+             "it and predicts one row (imports are only in their own column).")]
+    not_cold = sorted({c["load_cold_reason"] for c in cells
+                       if c.get("load_cold_status") == "unsupported"})
+    blocks += [Paragraph(f"Cold loads not measured: {reason}") for reason in not_cold]
     if not _ok(cells):
         return [*blocks, Paragraph("No round-trip cell succeeded, so there is nothing to plot.")]
 
