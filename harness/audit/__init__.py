@@ -88,15 +88,21 @@ def _audit(path: Path, trusted: tuple[str, ...], budget: Budget) -> AuditReport:
         if not head:
             raise Unreadable("empty file")
         is_zip = zipfile.is_zipfile(path)
-        plain = read_pickle(path, head, trusted, budget)
         joblib = read_joblib(path, head, trusted, budget)
-        readings = [r for r in (joblib, plain) if _went_somewhere(r)]
+        if joblib and joblib.compression is None and not joblib.walk.wrapper_seen:
+            joblib.walk.loader = "pickle.load, joblib.load"  # the same bytes, the same way
+            plain = None
+            readings = [joblib] if _went_somewhere(joblib) else []
+        else:
+            plain = read_pickle(path, head, trusted, budget)
+            readings = [r for r in (joblib, plain) if _went_somewhere(r)]
         if is_zip:
             report = _zip_report(path, trusted, budget, readings)
         elif readings:
             report = _pickle_report(path, readings)
         elif plain or joblib:
-            raise Unreadable(next(r.error for r in (joblib, plain) if r and r.error))
+            raise Unreadable(next(r.error for r in (joblib, plain) if r and r.error)
+                             + " (not a model file: neither pickle, joblib, skops nor ONNX)")
         else:
             report = read_onnx(path, head, budget)
     except FileNotFoundError as exc:

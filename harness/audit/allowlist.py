@@ -35,6 +35,8 @@ from harness.audit.walker import PickleWalk, walk_stream
 
 PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
 SHIPPED_CODE = {"lambda-transformer"}  # written only by cloudpickle, which ships the code
+# parameters whose string options change the objects a fitted model holds
+VARIED = ("loss", "algorithm", "criterion", "metric", "solver", "kernel", "splitter")
 
 
 def _data():
@@ -45,21 +47,51 @@ def _data():
     return X, (X[:, 0] > np.median(X[:, 0])).astype(int), rng.integers(0, 3, 60), X @ [1, 2, 3, 4]
 
 
-def _fit(est, data) -> Any:
+def _fits(est, data) -> Iterator[Any]:
+    """The estimator fitted on every kind of small data it accepts: binary and multiclass
+    labels and regression targets hold different objects (losses, trees)."""
+    from sklearn.base import clone
+
     X, y2, y3, yr = data
     texts = ["apple banana cherry", "banana cherry date", "cherry date egg"] * 20
-    attempts = [(X, y3), (X, y2), (X, yr), (X,), (X, np_stack(y2, y3)), (texts,),
+    attempts = [(X, y2), (X, y3), (X, yr), (X,), (X, np_stack(y2, y3)), (texts,),
                 ([{"a": 1, "b": 2}, {"a": 3, "c": 1}] * 30,), ([["a", "b"], ["c"]] * 30,)]
-    last = None
+    fitted = 0
     for args in attempts:
         try:
-            return est.fit(*args)
-        except Exception as exc:  # an estimator that needs other data: try the next kind
-            last = exc
-    raise RuntimeError(f"{type(est).__name__}: no small data fits it ({last})")
+            yield clone(est).fit(*args)
+            fitted += 1
+        except Exception:
+            continue
+        if len(args) == 1 and fitted:
+            return  # unsupervised: one kind of data is enough
+
+
+def _variants(est) -> Iterator[Any]:
+    """The estimator with each string option of the parameters that change what it holds."""
+    yield est
+    constraints = getattr(type(est), "_parameter_constraints", {})
+    params = est.get_params(deep=False)
+    for param in VARIED:
+        if param not in params:
+            continue
+        for constraint in constraints.get(param, []):
+            for option in sorted(getattr(constraint, "options", ()) or (), key=str):
+                if isinstance(option, str) and option != params[param]:
+                    try:
+                        yield clone_with(est, param, option)
+                    except Exception:
+                        continue
+
+
+def clone_with(est, param: str, value: Any) -> Any:
+    from sklearn.base import clone
+
+    return clone(est).set_params(**{param: value})
 
 
 def np_stack(a, b):
+    """Two label columns: multi-output targets."""
     import numpy as np
 
     return np.c_[a, b]
@@ -71,14 +103,17 @@ def _estimators(data) -> Iterator[tuple[str, Any]]:
 
     for name, cls in all_estimators():
         try:
-            instances = list(_construct_instances(cls))
-        except Exception:  # a class the common tests cannot build either
+            instances = list(_construct_instances(cls))[:1]
+        except Exception:
             instances = []
-        for est in instances[:1]:
-            try:
-                yield name, _fit(est, data)
-            except RuntimeError as exc:
-                yield name, exc
+        fitted = 0
+        for est in instances:
+            for variant in _variants(est):
+                for model in _fits(variant, data):
+                    fitted += 1
+                    yield name, model
+        if not fitted:
+            yield name, RuntimeError(f"{name}: no small data fits it")
 
 
 def _extras(data) -> Iterator[tuple[str, Any]]:
@@ -197,13 +232,15 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         objects = list(_estimators(data)) + list(_extras(data))
-        pipeline = dict(objects)["pipeline"]
+        pipeline = next(obj for label, obj in objects if label == "pipeline")
         objects.append(("memmap-resaved", _memmap_resaved(pipeline, folder)))
         for label, obj in objects:
             if isinstance(obj, Exception):
                 failed.append(str(obj))
                 continue
             fitted.append(label)
+            if len(fitted) % 100 == 0:
+                print(f"{len(fitted)} objects written", file=sys.stderr)
             for blob, is_joblib in _dumps(obj, folder):
                 _walk(blob, is_joblib, names, f"{label} ({'joblib' if is_joblib else 'pickle'})")
             if label in SHIPPED_CODE:

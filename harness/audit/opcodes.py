@@ -149,19 +149,52 @@ def _argument(op: pickletools.OpcodeInfo, src: Source) -> Any:
         raise StreamError(f"{op.name}: {exc}") from exc
 
 
+_FIXED = {"uint1": ("<B", 1), "uint2": ("<H", 2), "int4": ("<i", 4), "uint4": ("<I", 4),
+          "uint8": ("<Q", 8), "float8": (">d", 8)}
+
+
+def _table() -> dict[int, tuple[str, Any]]:
+    """code byte -> (name, how to read its argument): None, a struct, or the descriptor."""
+    table = {}
+    for code, op in OPCODES.items():
+        if op.arg is None:
+            how: Any = None
+        elif op.arg.name in _FIXED:
+            fmt, width = _FIXED[op.arg.name]
+            how = (struct.Struct(fmt), width)
+        else:
+            how = op
+        table[code] = (op.name, how)
+    return table
+
+
+_TABLE = _table()
+
+
 def read_opcodes(src: Source) -> Iterator[tuple[str, Any, int]]:
     """(opcode name, argument, byte offset) until the stream ends; STOP is yielded, not
     treated specially: the caller decides what comes after it."""
+    read = src.read
+    table = _TABLE
     while True:
         pos = src.offset
-        code = src.read(1)
+        code = read(1)
         if not code:
             raise StreamError("pickle data was truncated (no STOP)")
-        op = OPCODES.get(code[0])
-        if op is None:
+        entry = table.get(code[0])
+        if entry is None:
             raise StreamError(f"invalid load key {code!r} at byte {pos}")
-        try:
-            arg = _argument(op, src)
-        except (ValueError, struct.error) as exc:
-            raise StreamError(f"{op.name} at byte {pos}: {exc}") from exc
-        yield op.name, arg, pos
+        name, how = entry
+        if how is None:
+            yield name, None, pos
+        elif type(how) is tuple:
+            data = read(how[1])
+            if len(data) != how[1]:
+                raise StreamError("pickle data was truncated (file ends inside an argument)")
+            yield name, how[0].unpack(data)[0], pos
+        else:
+            try:
+                arg = _argument(how, src)
+            except (ValueError, struct.error) as exc:
+                raise StreamError(f"{name} at byte {pos}: {exc}") from exc
+            yield name, arg, pos

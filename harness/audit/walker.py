@@ -381,7 +381,15 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
                 raise budget.exceed("values kept", budget.retained)
             budget.check_time_and_memory()
         walk.retained += 1
-        if name == "PROTO":
+        if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+            if name == "MEMOIZE":
+                arg = len(memo)
+            if arg < 0:
+                raise StreamError("negative PUT argument")
+            memo[arg] = top()
+            if len(memo) > budget.memo:
+                raise budget.exceed("memo entries", budget.memo)
+        elif name == "PROTO":
             if arg > 5:
                 raise StreamError(f"unsupported pickle protocol: {arg}")
             protocol = arg
@@ -455,14 +463,6 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
             if arg not in memo:
                 raise StreamError(f"memo value not found at index {arg}")
             stack.append(memo[arg])
-        elif name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
-            if name == "MEMOIZE":
-                arg = len(memo)
-            if arg < 0:
-                raise StreamError("negative PUT argument")
-            memo[arg] = top()
-            if len(memo) > budget.memo:
-                raise budget.exceed("memo entries", budget.memo)
         elif name in ("GLOBAL", "INST"):
             module, _, attr = str(arg).partition(" ")
             ref = Ref(*resolve(module, attr, protocol))
