@@ -226,11 +226,18 @@ def cmd_compat(args) -> int:
 
 
 def cmd_audit(args) -> int:
-    """Exit 0 clean, 1 flagged, 2 unreadable: usable as a gate before loading a file."""
+    """Exit 0 clean, 1 flagged, 2 not a model file the audit understands: usable as a gate
+    before loading a file."""
     import json
 
     from harness.audit import Unreadable, audit, render
 
+    if args.regenerate_allowlist:
+        from harness.audit.allowlist import main as regenerate
+
+        return regenerate()
+    if args.file is None:
+        raise UsageError("audit: give a FILE (or --regenerate-allowlist)")
     trusted = tuple(n.strip() for n in (args.trust or "").split(",") if n.strip())
     try:
         report = audit(args.file, trusted)
@@ -404,8 +411,12 @@ def build_parser() -> Parser:
     p.set_defaults(func=cmd_check)
 
     p = sub.add_parser("audit", help="what loading FILE would import and call, without "
-                                     "loading it (exit 0 clean, 1 flagged, 2 unreadable)")
-    p.add_argument("file", type=Path, metavar="FILE")
+                                     "loading it (exit 0 clean, 1 flagged, 2 not a model "
+                                     "file the audit understands)")
+    p.add_argument("file", type=Path, metavar="FILE", nargs="?")
+    p.add_argument("--regenerate-allowlist", action="store_true",
+                   help="rewrite the allow-list from what the installed scikit-learn, numpy "
+                        "and scipy pickle (about a minute)")
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     p.add_argument("--trust", metavar="MODULES",
                    help="comma-separated module prefixes of your own code to accept")

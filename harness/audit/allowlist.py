@@ -1,0 +1,284 @@
+"""Regenerate `allowlist.json`: what the installed scikit-learn, numpy and scipy pickle.
+
+    python -m harness.audit.allowlist            (or: persistbench audit --regenerate-allowlist)
+
+Every estimator `sklearn.utils.all_estimators()` lists is built the way scikit-learn's own
+common tests build it, fitted on small data (classification, then regression, then
+unsupervised, then text), and written with pickle protocols 0-5, joblib (every protocol)
+and cloudpickle; so are pipelines, searches, a categorical HistGradientBoosting, masked,
+sparse, object and datetime arrays, random states and a model re-saved after a memory-mapped
+load. Each stream is walked by the audit's own walker, so names are recorded exactly as the
+audit later resolves them, with how they are used (called while loading, or only stored).
+skops files of the same objects add the types and node kinds their schemas name. Names
+that build callables or reach the system are never admitted from a run: they are reviewed
+by shape in `policy.SHAPES` or stay flagged. These objects are made here, so loading them is
+not at stake: nothing is loaded, only written and walked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import pickle
+import platform
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.audit.opcodes import Source, StreamError
+from harness.audit.policy import ALLOWLIST_FILE, DANGEROUS, DANGEROUS_BUILTINS, SHAPES
+from harness.audit.walker import PickleWalk, walk_stream
+
+PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
+SHIPPED_CODE = {"lambda-transformer"}  # written only by cloudpickle, which ships the code
+# parameters whose string options change the objects a fitted model holds
+VARIED = ("loss", "algorithm", "criterion", "metric", "solver", "kernel", "splitter")
+
+
+def _data():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    X = np.abs(rng.normal(size=(60, 4)))
+    return X, (X[:, 0] > np.median(X[:, 0])).astype(int), rng.integers(0, 3, 60), X @ [1, 2, 3, 4]
+
+
+def _fits(est, data) -> Iterator[Any]:
+    """The estimator fitted on every kind of small data it accepts: binary and multiclass
+    labels and regression targets hold different objects (losses, trees)."""
+    from sklearn.base import clone
+
+    X, y2, y3, yr = data
+    texts = ["apple banana cherry", "banana cherry date", "cherry date egg"] * 20
+    attempts = [(X, y2), (X, y3), (X, yr), (X,), (X, np_stack(y2, y3)), (texts,),
+                ([{"a": 1, "b": 2}, {"a": 3, "c": 1}] * 30,), ([["a", "b"], ["c"]] * 30,)]
+    fitted = 0
+    for args in attempts:
+        try:
+            yield clone(est).fit(*args)
+            fitted += 1
+        except Exception:
+            continue
+        if len(args) == 1 and fitted:
+            return  # unsupervised: one kind of data is enough
+
+
+def _variants(est) -> Iterator[Any]:
+    """The estimator with each string option of the parameters that change what it holds."""
+    yield est
+    constraints = getattr(type(est), "_parameter_constraints", {})
+    params = est.get_params(deep=False)
+    for param in VARIED:
+        if param not in params:
+            continue
+        for constraint in constraints.get(param, []):
+            for option in sorted(getattr(constraint, "options", ()) or (), key=str):
+                if isinstance(option, str) and option != params[param]:
+                    try:
+                        yield clone_with(est, param, option)
+                    except Exception:
+                        continue
+
+
+def clone_with(est, param: str, value: Any) -> Any:
+    from sklearn.base import clone
+
+    return clone(est).set_params(**{param: value})
+
+
+def np_stack(a, b):
+    """Two label columns: multi-output targets."""
+    import numpy as np
+
+    return np.c_[a, b]
+
+
+def _estimators(data) -> Iterator[tuple[str, Any]]:
+    from sklearn.utils import all_estimators
+    from sklearn.utils._test_common.instance_generator import _construct_instances
+
+    for name, cls in all_estimators():
+        try:
+            instances = list(_construct_instances(cls))[:1]
+        except Exception:
+            instances = []
+        fitted = 0
+        for est in instances:
+            for variant in _variants(est):
+                for model in _fits(variant, data):
+                    fitted += 1
+                    yield name, model
+        if not fitted:
+            yield name, RuntimeError(f"{name}: no small data fits it")
+
+
+def _extras(data) -> Iterator[tuple[str, Any]]:
+    """Objects models hold beyond plain estimators, and composite models."""
+    import numpy as np
+    from scipy import sparse
+    from sklearn.compose import ColumnTransformer
+    from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
+
+    X, _y2, y3, yr = data
+    Xc = np.c_[np.arange(60) % 4, X[:, 1:]]
+    yield "hgb-categorical", HistGradientBoostingClassifier(
+        categorical_features=[0], max_iter=5).fit(Xc, y3)
+    yield "hgb-categorical-reg", HistGradientBoostingRegressor(
+        categorical_features=[0], max_iter=5).fit(Xc, yr)
+    yield "pipeline", make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y3)
+    yield "union", make_union(StandardScaler(), FunctionTransformer(np.log1p)).fit(X, y3)
+    yield "column-transformer", ColumnTransformer(
+        [("cat", OneHotEncoder(), [0]), ("num", StandardScaler(), [1, 2])]).fit(Xc, y3)
+    yield "grid-search", GridSearchCV(LogisticRegression(), {"C": [0.1, 1]}, cv=2).fit(X, y3)
+    yield "random-search", RandomizedSearchCV(LogisticRegression(), {"C": [0.1, 1]}, n_iter=2,
+                                              cv=2, random_state=0).fit(X, y3)
+    yield "masked", np.ma.masked_array(X, X > 1)
+    for fmt in ("csr", "csc", "coo", "bsr", "dia", "lil", "dok"):
+        yield f"sparse-{fmt}", sparse.random(5, 5, 0.3, format=fmt, random_state=0)
+        yield f"sparse-array-{fmt}", sparse.random_array((5, 5), density=0.3, format=fmt,
+                                                          random_state=0)
+    yield "object-array", np.array(["a", 1, None, 2.5], dtype=object)
+    yield "arrays", [np.zeros(3, dtype=t) for t in ("i1", "u2", "i4", "i8", "f2", "f4", "f8",
+                                                     "c8", "c16", "?", "U3", "S3", "M8[ns]",
+                                                     "m8[s]")] + [np.float64(1), np.int64(1),
+                                                                  np.bool_(True), np.str_("a")]
+    yield "fortran", np.asfortranarray(X)
+    yield "random-state", np.random.RandomState(0)
+    yield "generator", np.random.default_rng(0)
+    # code shipped by value (cloudpickle only): names its reconstructors use
+    yield "lambda-transformer", FunctionTransformer(lambda x: np.log1p(x) + 1).fit(X)
+
+
+def _memmap_resaved(model: Any, folder: Path) -> Any:
+    """A model loaded with `mmap_mode="r"` holds `numpy.memmap` arrays when saved again."""
+    import joblib
+
+    path = folder / "mm.joblib"
+    joblib.dump(model, path)
+    return joblib.load(path, mmap_mode="r")
+
+
+def _walk(data: bytes, joblib: bool, names: dict, label: str) -> None:
+    """Record the names one stream uses; a stream the walker cannot follow is a bug."""
+    walk = PickleWalk("joblib.load" if joblib else "pickle.load", joblib=joblib)
+    try:
+        walk_stream(Source(io.BytesIO(data), True, len(data) + 1), walk)
+    except StreamError as exc:
+        raise SystemExit(f"the audit's walker cannot follow {label}: {exc}") from exc
+    for key, uses in walk.names.items():
+        names.setdefault(key, set()).update(uses)
+
+
+def _dumps(obj: Any, folder: Path) -> Iterator[tuple[bytes, bool]]:
+    import cloudpickle
+    import joblib
+
+    path = folder / "obj.joblib"
+    for protocol in PROTOCOLS:
+        try:
+            yield pickle.dumps(obj, protocol=protocol), False
+            joblib.dump(obj, path, protocol=protocol)
+            yield path.read_bytes(), True
+        except (pickle.PicklingError, AttributeError, TypeError):
+            continue  # a lambda: only cloudpickle writes it
+    yield cloudpickle.dumps(obj), False
+
+
+def _skops(obj: Any, names: dict, loaders: set) -> None:
+    import zipfile
+
+    import skops.io as sio
+
+    from harness.audit.archive import _schema_nodes
+
+    with zipfile.ZipFile(io.BytesIO(sio.dumps(obj))) as archive:
+        schema = json.loads(archive.read("schema.json"))
+    for node in _schema_nodes(schema):
+        names.setdefault((node["__module__"], node["__class__"]), set()).add("skops")
+        loaders.add(node["__loader__"])
+
+
+def _reviewed(key: tuple[str, str]) -> bool:
+    """Never admitted from a run: builders of callables and system access."""
+    module, name = key
+    if key in SHAPES:
+        return True
+    if module == "builtins":
+        return name in DANGEROUS_BUILTINS
+    return module.split(".")[0] in DANGEROUS
+
+
+def generate(out: Path = ALLOWLIST_FILE) -> dict:
+    import cloudpickle
+    import joblib
+    import numpy as np
+    import scipy
+    import sklearn
+    import skops
+
+    warnings.simplefilter("ignore")
+    data = _data()
+    names: dict[tuple[str, str], set[str]] = {}
+    loaders: set[str] = set()
+    fitted, failed, skops_failed = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        objects = list(_estimators(data)) + list(_extras(data))
+        pipeline = next(obj for label, obj in objects if label == "pipeline")
+        objects.append(("memmap-resaved", _memmap_resaved(pipeline, folder)))
+        for label, obj in objects:
+            if isinstance(obj, Exception):
+                failed.append(str(obj))
+                continue
+            fitted.append(label)
+            if len(fitted) % 100 == 0:
+                print(f"{len(fitted)} objects written", file=sys.stderr)
+            for blob, is_joblib in _dumps(obj, folder):
+                _walk(blob, is_joblib, names, f"{label} ({'joblib' if is_joblib else 'pickle'})")
+            if label in SHIPPED_CODE:
+                continue  # by value only: its `__main__` names must not enter the list
+            try:
+                _skops(obj, names, loaders)
+            except Exception as exc:  # skops cannot write some objects: recorded, not fatal
+                skops_failed.append(f"{label}: {type(exc).__name__}")
+    reviewed = sorted(f"{m}.{n}" for m, n in names if _reviewed((m, n)))
+    table: dict[str, dict[str, list[str]]] = {}
+    for (module, name), uses in sorted(names.items()):
+        if not _reviewed((module, name)):
+            table.setdefault(module, {})[name] = sorted(uses)
+    result = {
+        "command": "python -m harness.audit.allowlist",
+        "generated_with": {"python": platform.python_version(), "numpy": np.__version__,
+                           "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
+                           "joblib": joblib.__version__, "cloudpickle": cloudpickle.__version__,
+                           "skops": skops.__version__},
+        "objects_written": len(fitted), "not_fitted": failed, "skops_not_written": skops_failed,
+        "reviewed_not_admitted": reviewed,
+        "size": sum(len(v) for v in table.values()),
+        "skops_loaders": sorted(loaders),
+        "names": table,
+    }
+    tmp_out = out.with_suffix(".json.tmp")
+    tmp_out.write_text(json.dumps(result, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp_out, out)
+    return result
+
+
+def main() -> int:
+    result = generate()
+    print(f"{ALLOWLIST_FILE}: {result['size']} names from {result['objects_written']} objects "
+          f"({len(result['not_fitted'])} estimators not fitted on small data); reviewed, not "
+          f"admitted: {', '.join(result['reviewed_not_admitted']) or 'none'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,45 @@
+"""Caps on the audit's own work: a file that needs more is a finding, never a hang.
+
+The defaults leave room for every benign model the corpus builds (a vocabulary of a
+million words is about 3 M opcodes) and stop the known bombs early: 100 M opcodes in a
+200 kB gzip, a 10 MB run of MARKs, a zip whose `schema.json` inflates to 1 GB.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import psutil
+
+
+class BudgetExceeded(Exception):
+    """The file needs more than the audit allows itself; the message names the budget."""
+
+
+@dataclass
+class Budget:
+    opcodes: int = 5_000_000
+    memo: int = 2_000_000
+    nesting: int = 1_000  # MARKs open at once, nested pickles
+    retained: int = 5_000_000  # values kept on the symbolic stack, memo and containers
+    decompressed_bytes: int = 8 << 30
+    archive_members: int = 10_000
+    schema_bytes: int = 64 << 20  # skops schema.json
+    onnx_bytes: int = 256 << 20  # an ONNX file is parsed whole
+    seconds: float = 30.0
+    rss_bytes: int = 1 << 30
+    started: float = field(default_factory=time.monotonic)
+
+    def check_time_and_memory(self) -> None:
+        """Called every few thousand steps: wall time and resident memory."""
+        elapsed = time.monotonic() - self.started
+        if elapsed > self.seconds:
+            raise BudgetExceeded(f"too large to audit within {self.seconds:g} s")
+        rss = psutil.Process().memory_info().rss
+        if rss > self.rss_bytes:
+            raise BudgetExceeded(f"too large to audit within {self.rss_bytes >> 20} MiB "
+                                 "of memory")
+
+    def exceed(self, what: str, limit: int) -> BudgetExceeded:
+        return BudgetExceeded(f"too large to audit within {limit:,} {what}")
