@@ -9,12 +9,16 @@ Fitted models come from the harness's model cache, never from asv's `setup_cache
 pickles its return value (that would be a pickle inside a pickle benchmark). `setup_cache`
 only carries the runner's cell records, which are plain numbers.
 
-The grid follows PERSISTBENCH_PROFILE (quick, default, large; unset: quick). A combination a
+The grid is fixed (every model at `small`, every format: `fronts.ASV_PROFILE`), so asv's
+history never mixes grids; `version` changes with the model and format definitions, so a
+changed zoo model starts a new series instead of continuing an incomparable one. A combination a
 format cannot do (it refuses the model, or cannot load back what it wrote) raises
 NotImplementedError in `setup`, which asv reports as skipped, with the library's message.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 # The harness's forkserver preload: asv's forkserver (asv.conf.json) imports this module
 # once, so each benchmark starts as a fork with scikit-learn, skops, skl2onnx and
@@ -25,11 +29,12 @@ from harness.experiments import experiment
 from harness.formats import FORMATS, predict
 from harness.measure import cold_cache_supported, evict_from_page_cache
 
-GRID = fronts.grid()
+GRID = fronts.grid(fronts.ASV_PROFILE)
+version = fronts.definitions_version(GRID, Path(__file__).read_text())
 CELL_PARAMS = (GRID.models, GRID.sizes, GRID.formats)
 CELL_PARAM_NAMES = ("model", "size", "format")
-# asv's timeout for one setup_cache: every cell of the profile is measured inside it.
-CACHE_TIMEOUT_S = {"quick": 1800, "default": 4 * 3600, "large": 12 * 3600}[GRID.profile]
+# asv's timeout for one setup_cache: every cell of the grid is measured inside it.
+CACHE_TIMEOUT_S = 1800
 
 
 def _skip(exc: fronts.NotMeasurable) -> NotImplementedError:

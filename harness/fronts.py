@@ -10,6 +10,8 @@ measures them in fresh child processes exactly as `persistbench run` does.
 from __future__ import annotations
 
 import atexit
+import hashlib
+import inspect
 import itertools
 import os
 import shutil
@@ -28,6 +30,9 @@ from harness.profiles import PROFILES, from_env
 
 SEED = 0
 BATCH_SIZES = (1, 100, 10_000)
+# asv keeps a history per benchmark name and parameter set, so its grid must not change from
+# one run to the next: it is fixed here, not read from PERSISTBENCH_PROFILE.
+ASV_PROFILE = "quick"
 CELL_TIMEOUT_S = 600.0
 # Cells whose status means "this format cannot do this model": a front skips them. Any other
 # failed status (timeout, crashed) is a fault of the run and fails the benchmark instead.
@@ -62,6 +67,24 @@ def grid(profile: str | None = None) -> Grid:
     prof = PROFILES[name]
     return Grid(profile=name, models=list(MODELS), sizes=list(prof["sizes"]),
                 formats=list(FORMATS), repeat=int(prof["repeat"]))
+
+
+def definitions_version(grid: Grid, suite_source: str) -> str:
+    """asv's `version` of a suite: a new series whenever what is measured changes.
+
+    asv's default version hashes the benchmark's own code only, so a change to how a zoo
+    model is built or how a format dumps would continue the old series with incomparable
+    numbers. This hashes the model and format definitions, this module, the grid and the
+    suite's source together.
+    """
+    from harness import formats, models
+
+    digest = hashlib.sha256()
+    for part in (inspect.getsource(models), inspect.getsource(formats),
+                 inspect.getsource(inspect.getmodule(definitions_version)), repr(grid),
+                 suite_source):
+        digest.update(part.encode())
+    return digest.hexdigest()[:16]
 
 
 @cache

@@ -87,12 +87,15 @@ def test_measure_cell_is_the_runners_cell_record(quick_results, tmp_path):
     assert list(tmp_path.iterdir()) == []  # its scratch directory is gone
 
 
-@pytest.fixture
-def asv_suite(monkeypatch):
-    monkeypatch.setenv("PERSISTBENCH_PROFILE", "quick")
+def _import_asv_suite(monkeypatch):
     monkeypatch.syspath_prepend(str(ROOT))
     sys.modules.pop("benchmarks.bench_persistence", None)
     return importlib.import_module("benchmarks.bench_persistence")
+
+
+@pytest.fixture
+def asv_suite(monkeypatch):
+    return _import_asv_suite(monkeypatch)
 
 
 def test_asv_suite_parameters_units_and_no_peakmem(asv_suite):
@@ -109,13 +112,19 @@ def test_asv_suite_parameters_units_and_no_peakmem(asv_suite):
     assert not hasattr(suite.RoundTrip, "setup_cache")
 
 
-def test_asv_suite_refuses_an_unknown_profile(monkeypatch):
-    monkeypatch.setenv("PERSISTBENCH_PROFILE", "fast")
-    monkeypatch.syspath_prepend(str(ROOT))
+def test_asv_grid_is_fixed_whatever_the_profile_variable_says(monkeypatch):
+    monkeypatch.setenv("PERSISTBENCH_PROFILE", "default")
+    suite = _import_asv_suite(monkeypatch)
+    assert suite.GRID == fronts.grid(fronts.ASV_PROFILE) != fronts.grid("default")
     sys.modules.pop("benchmarks.bench_persistence", None)
-    with pytest.raises(UsageError, match="'fast' is not a profile"):
-        importlib.import_module("benchmarks.bench_persistence")
-    sys.modules.pop("benchmarks.bench_persistence", None)
+
+
+def test_asv_version_follows_the_definitions_the_grid_and_the_suite(asv_suite):
+    grid = asv_suite.GRID
+    source = (ROOT / "benchmarks" / "bench_persistence.py").read_text()
+    assert asv_suite.version == fronts.definitions_version(grid, source)
+    assert fronts.definitions_version(grid, source + "#") != asv_suite.version
+    assert fronts.definitions_version(fronts.grid("default"), source) != asv_suite.version
 
 
 def test_asv_benchmarks_run_and_skip_like_asv_calls_them(asv_suite, quick_results):

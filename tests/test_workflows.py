@@ -73,16 +73,45 @@ def test_benchmarks_measure_three_machines_and_publish_a_comparison():
     asv_run = next(line for line in script.splitlines() if "asv run" in line)
     for flag in ("--python=same", "--quick", "--set-commit-hash"):
         assert flag in script and "asv run" in asv_run
-    assert "asv publish" in script
     assert "actions/upload-artifact" in _uses(measure)
     assert report["needs"] == "measure"
     assert "actions/download-artifact" in _uses(report)
     assert "persistbench compare" in _runs(report) and "--html" in _runs(report)
     assert "persistbench report" in _runs(report)
+    assert "asv publish" in _runs(report)
     assert "actions/upload-pages-artifact" in _uses(report)
     assert deploy["permissions"] == {"pages": "write", "id-token": "write"}
     assert deploy["environment"]["name"] == "github-pages"
     assert _uses(deploy) == ["actions/deploy-pages"]
+
+
+def test_benchmarks_name_machines_by_label_and_keep_publishing_when_one_fails():
+    data = _load(WORKFLOWS / "benchmarks.yml")
+    measure, report, deploy = (data["jobs"][k] for k in ("measure", "report", "deploy"))
+    labels = [m["label"] for m in measure["strategy"]["matrix"]["include"]]
+    # Machines are named by the runner label, never by the runner's random hostname.
+    assert measure["env"]["PERSISTBENCH_MACHINE_LABEL"] == "${{ matrix.label }}"
+    assert '--machine "$LABEL"' in _runs(measure)
+    # The report runs, and the pages deploy, even when one architecture failed; it names it.
+    assert "!cancelled()" in report["if"] and "!cancelled()" in deploy["if"]
+    assert report["env"]["LABELS"].split() == labels
+    assert "GITHUB_STEP_SUMMARY" in _runs(report)
+    # asv finds its configured branch when the run was started from another one.
+    for job in (measure, report):
+        assert "git branch main origin/main" in _runs(job)
+
+
+def test_benchmarks_keep_history_and_cache_what_they_can():
+    data = _load(WORKFLOWS / "benchmarks.yml")
+    measure, report = data["jobs"]["measure"], data["jobs"]["report"]
+    assert "actions/cache" in _uses(measure)
+    for job in (measure, report):
+        setup = next(s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-"))
+        assert setup["with"]["cache"] == "pip"
+    script = _runs(report)
+    # Every earlier run comes back from the last published site and goes out with this one.
+    assert "history.tar.gz" in script and "tar -czf site/history.tar.gz" in script
+    assert "history/results/*/*.json" in script
 
 
 def test_tests_workflow_runs_the_ci_script():

@@ -1,0 +1,102 @@
+"""How each kind of measure is taken on this platform, so figures taken differently never meet.
+
+A peak RSS read from a reset high-water mark and one sampled from outside are both "peak
+memory", but not the same number; a "cold" load after a verified eviction and one after a
+plain fsync are not the same experiment. Each run records its methods (`run.methods`); the
+report prints them beside the figures, and `compare` and the cross-machine page show figures
+taken with different methods side by side, marked, never as a ratio.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+# Which method families a measure depends on, by its key: the first rule that matches.
+# Timings depend on the allocator; memory figures also on how peaks and sharing are read.
+FAMILY_RULES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("peak_rss_bytes", ("peak_memory", "allocator")),
+    ("pss_bytes", ("shared_memory", "allocator")),
+    ("uss_bytes", ("shared_memory", "allocator")),
+    ("load_cold", ("cold_cache", "allocator")),
+    ("cold_read", ("cold_cache",)),
+    ("rss_bytes", ("allocator",)),
+    ("_s", ("allocator",)),
+)
+
+
+@dataclass(frozen=True)
+class PlatformFacts:
+    """What the platform allows; probed once, or given by a test to simulate another one."""
+
+    system: str  # sys.platform
+    can_reset_hwm: bool  # Linux >= 4.0: /proc/self/clear_refs resets VmHWM
+    has_fadvise: bool  # os.posix_fadvise exists (Linux; not macOS)
+    has_pss: bool  # /proc/<pid>/smaps_rollup gives PSS (Linux)
+    can_cap_address_space: bool  # RLIMIT_AS can be lowered (not on macOS)
+
+
+def probe() -> PlatformFacts:
+    from harness.measure import PEAK_METHOD
+
+    return PlatformFacts(
+        system=sys.platform,
+        can_reset_hwm=PEAK_METHOD == "clear_refs-vmhwm",
+        has_fadvise=hasattr(os, "posix_fadvise"),
+        has_pss=os.path.exists("/proc/self/smaps_rollup"),
+        can_cap_address_space=_can_cap_address_space(),
+    )
+
+
+def _can_cap_address_space() -> bool:
+    try:
+        import resource
+    except ImportError:  # Windows
+        return False
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+    except (ValueError, OSError):
+        return False
+    return True
+
+
+def start_method(facts: PlatformFacts) -> str:
+    """fork after Apple's frameworks are loaded is unsafe: spawn there, forkserver elsewhere."""
+    return "spawn" if facts.system == "darwin" else "forkserver"
+
+
+def methods(facts: PlatformFacts, allocator: str = "default") -> dict[str, str]:
+    """The method of each family on this platform, as recorded in `run.methods`."""
+    return {
+        "peak_memory": ("clear_refs-vmhwm" if facts.can_reset_hwm
+                        else "rss-sampled-1ms"),
+        "cold_cache": ("posix_fadvise-dontneed" if facts.has_fadvise
+                       else "unsupported: no posix_fadvise (cold loads are not measured)"),
+        "shared_memory": "pss" if facts.has_pss else "uss-only (no PSS on this platform)",
+        "memory_cap": ("rlimit-as" if facts.can_cap_address_space
+                       else "none (RLIMIT_AS cannot be set here)"),
+        "start_method": start_method(facts),
+        "allocator": allocator,
+    }
+
+
+def families_of(key: str) -> tuple[str, ...]:
+    """The method families a measure depends on (none: a size, a count, an equality)."""
+    for part, families in FAMILY_RULES:
+        if key.endswith(part) if part == "_s" else part in key:
+            return families
+    return ()
+
+
+def method_of(key: str, run_methods: dict | None) -> dict[str, str]:
+    """The methods behind one measure, from its run's `run.methods` (absent: unknown)."""
+    known = run_methods or {}
+    return {family: known.get(family, "unrecorded") for family in families_of(key)}
+
+
+def differing(key: str, a: dict | None, b: dict | None) -> dict[str, tuple[str, str]]:
+    """Families whose method differs between two runs for this measure: not comparable."""
+    ma, mb = method_of(key, a), method_of(key, b)
+    return {f: (ma[f], mb[f]) for f in ma if ma[f] != mb[f]}
