@@ -436,6 +436,11 @@ def build_parser() -> Parser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    if sys.platform == "win32":
+        print("persistbench: error: Windows is not supported: per-phase peak memory, page-cache"
+              " eviction and forked workers have no equivalent there; run it under WSL 2 "
+              "(Linux) or on macOS", file=sys.stderr)
+        return 2
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -3,20 +3,24 @@
 Peak memory is measured per phase, not per process: the process-lifetime peak
 (`ru_maxrss`, asv's `peakmem_`) is dominated by imports and inherited across fork, so it
 hides what a dump or a load really needs. On Linux the high-water mark is reset through
-`/proc/self/clear_refs` right before the phase.
+`/proc/self/clear_refs` right before the phase; elsewhere a thread samples the RSS during
+the phase. Which platform facts apply comes from `harness.methods.active()`, so a simulated
+platform takes the same paths the real one would.
 """
 
 from __future__ import annotations
 
 import os
-import resource
 import statistics
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from harness.methods import PEAK_SAMPLED, PEAK_VMHWM, active
 
 CLEAR_REFS = "/proc/self/clear_refs"
 STATUS = "/proc/self/status"
@@ -38,21 +42,35 @@ def rss_bytes() -> int:
     return psutil.Process().memory_info().rss
 
 
-def _can_reset_hwm() -> bool:
-    try:
-        with open(CLEAR_REFS, "w") as fh:
-            fh.write("5")
-        return True
-    except OSError:
-        return False
+PEAK_METHOD = PEAK_VMHWM if active().can_reset_hwm else PEAK_SAMPLED
+SAMPLE_INTERVAL_S = 0.001
 
 
-PEAK_METHOD = "clear_refs-vmhwm" if _can_reset_hwm() else "ru_maxrss-lifetime"
+class _PeakSampler(threading.Thread):
+    """RSS read every millisecond while a phase runs, where no high-water mark can be reset.
 
+    Each sample is this process's own RSS, so the peak belongs to the phase, not to the
+    process's lifetime (which `ru_maxrss` would give). A spike shorter than the interval (or
+    than a stretch of C code holding the GIL) can be missed: the method is recorded as
+    sampled, never passed off as the kernel's mark.
+    """
 
-def _maxrss_bytes() -> int:
-    scale = 1 if sys.platform == "darwin" else 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        import psutil
+
+        self._process = psutil.Process()
+        self._stop_event = threading.Event()
+        self.peak = self._process.memory_info().rss
+
+    def run(self) -> None:
+        while not self._stop_event.wait(SAMPLE_INTERVAL_S):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def finish(self) -> int:
+        self._stop_event.set()
+        self.join()
+        return max(self.peak, self._process.memory_info().rss)
 
 
 @dataclass
@@ -110,18 +128,24 @@ def allocator(environ: dict[str, str] | None = None) -> dict:
 def measure_phase(fn: Callable[[], Any]) -> Phase:
     """Run fn once; peak = the phase's RSS high-water mark minus the RSS just before it.
 
-    Without clear_refs (not Linux) the lifetime `ru_maxrss` is used, which is only right
-    when the phase is the biggest thing the process has done; PEAK_METHOD records which.
+    The mark is the kernel's (clear_refs + VmHWM) on Linux, sampled elsewhere; PEAK_METHOD
+    records which.
     """
     release_free_memory()
     before = rss_bytes()
-    if PEAK_METHOD == "clear_refs-vmhwm":
+    sampler = None
+    if PEAK_METHOD == PEAK_VMHWM:
         with open(CLEAR_REFS, "w") as fh:
             fh.write("5")
+    else:
+        sampler = _PeakSampler()
+        sampler.start()
     start = time.perf_counter()
-    value = fn()
-    seconds = time.perf_counter() - start
-    high = _status_bytes("VmHWM:") if PEAK_METHOD == "clear_refs-vmhwm" else _maxrss_bytes()
+    try:
+        value = fn()
+    finally:
+        seconds = time.perf_counter() - start
+        high = _status_bytes("VmHWM:") if sampler is None else sampler.finish()
     return Phase(seconds=seconds, peak_rss_bytes=max(0, high - before), value=value,
                  rss_delta_bytes=rss_bytes() - before)
 
@@ -151,7 +175,7 @@ def evict_from_page_cache(path: Path) -> None:
 
 
 def cold_cache_supported() -> bool:
-    return hasattr(os, "posix_fadvise")
+    return active().has_fadvise
 
 
 def resident_fraction(path: Path) -> float | None:
@@ -221,6 +245,10 @@ def cap_address_space(limit_bytes: int | None = None) -> int | None:
     allocation fails inside the cell, which then ends as `error` or `crashed` with a reason.
     Default: 80 % of physical memory (address space, so memory maps count too).
     """
+    if not active().can_cap_address_space:
+        return None  # `run.methods["memory_cap"]` says the run was uncapped
+    import resource
+
     import psutil
 
     limit = limit_bytes or int(MEMORY_CAP_FRACTION * psutil.virtual_memory().total)
@@ -234,13 +262,35 @@ def cap_address_space(limit_bytes: int | None = None) -> int | None:
     return limit
 
 
+USS_TIMEOUT_S = 10.0
+
+
 def process_memory(pid: int) -> dict:
-    """RSS, USS and PSS of a process (PSS splits each shared page among its sharers)."""
+    """RSS, USS and PSS of a process (PSS splits each shared page among its sharers).
+
+    Without PSS (macOS) `pss_bytes` is None rather than USS under PSS's name. psutil's USS
+    goes through `task_for_pid` on macOS, which can block forever: it gets a timeout, and a
+    USS that did not come is None with the reason.
+    """
     import psutil
 
-    info = psutil.Process(pid).memory_full_info()
-    return {
-        "rss_bytes": int(info.rss),
-        "uss_bytes": int(info.uss),
-        "pss_bytes": int(getattr(info, "pss", info.uss)),
-    }
+    process = psutil.Process(pid)
+    if active().has_pss:
+        info = process.memory_full_info()
+        return {"rss_bytes": int(info.rss), "uss_bytes": int(info.uss),
+                "pss_bytes": int(info.pss)}
+    found: dict = {"rss_bytes": int(process.memory_info().rss), "uss_bytes": None,
+                   "pss_bytes": None}
+
+    def read_uss() -> None:
+        try:
+            found["uss_bytes"] = int(process.memory_full_info().uss)
+        except (psutil.AccessDenied, psutil.NoSuchProcess) as exc:
+            found["uss_reason"] = f"{type(exc).__name__}: {exc}"
+
+    reader = threading.Thread(target=read_uss, daemon=True)
+    reader.start()
+    reader.join(USS_TIMEOUT_S)
+    if reader.is_alive():
+        found["uss_reason"] = f"psutil's USS did not answer within {USS_TIMEOUT_S:g} s"
+    return found

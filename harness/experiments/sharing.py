@@ -64,27 +64,42 @@ def measure_sharing(fmt_name: str, model: Path, rows: Path, modules: list[str], 
                     "predict_proba_s": done["first_predict_proba_s"],
                     "import_s": up["import_s"], "start_s": up["start_s"]}
                    for mem, done, up in zip(memory, served, ready, strict=True)]
-    total = {key: sum(p[key] for p in per_process)
+    total = {key: _sum(p[key] for p in per_process)
              for key in ("rss_bytes", "uss_bytes", "pss_bytes")}
     return {
         "processes": processes,
         "total_pss_bytes": total["pss_bytes"],
         "total_uss_bytes": total["uss_bytes"],
         "total_rss_bytes": total["rss_bytes"],
-        "shared_bytes": total["rss_bytes"] - total["uss_bytes"],
+        "shared_bytes": _minus(total["rss_bytes"], total["uss_bytes"]),
         "per_process": per_process,
         "baseline_pss_bytes": base["pss_bytes"],
         "baseline_uss_bytes": base["uss_bytes"],
         "baseline_rss_bytes": base["rss_bytes"],
-        "model_pss_bytes": total["pss_bytes"] - processes * base["pss_bytes"],
-        "model_uss_bytes": total["uss_bytes"] - processes * base["uss_bytes"],
-        "model_shared_bytes": (total["rss_bytes"] - total["uss_bytes"])
-        - processes * (base["rss_bytes"] - base["uss_bytes"]),
+        "model_pss_bytes": _minus(total["pss_bytes"], _times(processes, base["pss_bytes"])),
+        "model_uss_bytes": _minus(total["uss_bytes"], _times(processes, base["uss_bytes"])),
+        "model_shared_bytes": _minus(
+            _minus(total["rss_bytes"], total["uss_bytes"]),
+            _times(processes, _minus(base["rss_bytes"], base["uss_bytes"]))),
         "load_s": stats([p["load_s"] for p in per_process]),
         "predict_s": stats([p["predict_s"] for p in per_process]),
         "server_modules": modules,
         "server_kind": "fresh interpreter (subprocess of sys.executable), 1 BLAS/OpenMP thread",
     }
+
+
+def _sum(values) -> int | None:
+    """A total, or None when one process's figure is missing (no PSS on this platform)."""
+    values = list(values)
+    return None if any(v is None for v in values) else sum(values)
+
+
+def _minus(a: int | None, b: int | None) -> int | None:
+    return None if a is None or b is None else a - b
+
+
+def _times(n: int, value: int | None) -> int | None:
+    return None if value is None else n * value
 
 
 def dump_step(ctx: StepContext) -> dict:
