@@ -137,7 +137,7 @@ def cmd_run(args) -> int:
         _refuse_overwrite(output, args.resume)
     options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
                          profile=args.profile, seed=args.seed, argv=sys.argv,
-                         calibrate=not args.no_calibrate)
+                         calibrate=not args.no_calibrate, runs=args.runs)
     return _measure(output, lambda: print_summary(run(cells, options).data))
 
 
@@ -314,6 +314,9 @@ def build_parser() -> Parser:
     p.add_argument("--sizes", help="comma-separated sizes (default: from the profile)")
     p.add_argument("--experiments", help="comma-separated experiments (default: roundtrip)")
     p.add_argument("--repeat", type=_positive(int), help="samples per timed phase")
+    p.add_argument("--runs", type=_positive(int), default=1, metavar="K",
+                   help="independent passes over every cell, interleaved (default 1); "
+                        "compare needs 2 or more per side to judge timings")
     p.add_argument("--timeout", type=_positive(float), default=600.0,
                    help="seconds per cell before it is killed (default 600)")
     p.add_argument("--model", help="your own model: package.module:factory returning "

@@ -22,6 +22,7 @@ from pathlib import Path
 from harness import __version__
 from harness.experiments import Cell, experiment
 from harness.measure import PEAK_METHOD
+from harness.passes import add_pass, passes_done
 from harness.results import ResultsFile, now
 
 # Fixed glibc thresholds: freed blocks go back to the OS instead of being recycled silently,
@@ -40,6 +41,7 @@ class RunOptions:
     argv: list[str] = field(default_factory=list)
     calibrate: bool = True
     workdir: Path | None = None
+    runs: int = 1  # independent passes over every cell, interleaved
 
 
 _context: multiprocessing.context.BaseContext | None = None
@@ -221,11 +223,32 @@ def _progress():
                     transient=False)
 
 
+def _pending(cells: list[Cell], results: ResultsFile, runs: int) -> list[tuple[int, Cell]]:
+    """(pass, cell) still to measure: pass 1 over every cell, then pass 2, …
+
+    Interleaving passes spreads slow drift of a shared machine over every cell alike.
+    An unsupported cell is not measured again: its answer does not vary.
+    """
+    todo = []
+    for pass_index in range(1, runs + 1):
+        for cell in cells:
+            record = results.record(cell.cell_id)
+            if passes_done(record) >= pass_index or (
+                    record is not None and record["status"] == "unsupported"):
+                continue
+            todo.append((pass_index, cell))
+    return todo
+
+
+def _last_of_pass(todo: list[tuple[int, Cell]], pass_index: int) -> tuple[int, Cell]:
+    return [item for item in todo if item[0] == pass_index][-1]
+
+
 def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
-    """Measure every cell not already in the results file; return the file."""
+    """Measure every cell not already in the results file (`runs` passes); return the file."""
     results = _open_results(options)
-    done = results.done_ids()
-    todo = [c for c in cells if c.cell_id not in done]
+    results.data["run"]["runs"] = max(options.runs, results.data["run"].get("runs", 1))
+    todo = _pending(cells, results, options.runs)
     base = options.workdir or options.output.parent
     base.mkdir(parents=True, exist_ok=True)
     sweep_abandoned_scratch(base)
@@ -234,13 +257,14 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     try:
         with _progress() as progress:
             task = progress.add_task("cells", total=len(todo))
-            for cell in todo:
+            for pass_index, cell in todo:
                 key = (cell.model, cell.size)
                 if cell.needs_model and key not in trained:
                     progress.update(task, description=f"model {cell.model}/{cell.size}")
                     trained[key] = _train(cell, scratch, TRAIN_TIMEOUT_S)
                     results.data["run"]["models"][f"{cell.model}/{cell.size}"] = trained[key]
-                progress.update(task, description=cell.cell_id)
+                label = f"pass {pass_index}/{options.runs} " if options.runs > 1 else ""
+                progress.update(task, description=label + cell.cell_id)
                 if cell.needs_model and trained[key]["status"] != "ok":
                     record = _training_failed(cell, trained[key])
                 else:
@@ -250,8 +274,12 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
                         record = run_cell(cell, workdir, options.timeout_s)
                     finally:
                         shutil.rmtree(workdir, ignore_errors=True)
-                results.append(record)
+                if options.runs > 1:
+                    record = add_pass(results.record(cell.cell_id), record)
+                results.put(record)
                 progress.advance(task)
+                if options.runs > 1 and (pass_index, cell) == _last_of_pass(todo, pass_index):
+                    results.data["run"].setdefault("passes_finished", []).append(now())
     except KeyboardInterrupt:
         results.finish("interrupted")
         raise
