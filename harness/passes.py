@@ -97,10 +97,10 @@ def _merge_scalar(out: dict, prior: dict, container: dict, key: str, value: floa
     history = prior.get(key + PASSES_SUFFIX)
     passes = [list(p) for p in history] if isinstance(history, list) else []
     if not passes and _number(prior.get(key)):
-        passes = [_numbers(prior.get(samples_key(key))) or [float(prior[key])]]
-    passes.append(_numbers(container.get(samples_key(key))) or [float(value)])
+        passes = [_numbers(prior.get(samples_key(key))) or [prior[key]]]
+    passes.append(_numbers(container.get(samples_key(key))) or [value])
     median = statistics.median(v for p in passes for v in p)
-    out[key] = int(round(median)) if isinstance(value, int) else median
+    out[key] = round(median) if isinstance(value, int) else median
     out[key + PASSES_SUFFIX] = passes
 
 
@@ -168,3 +168,43 @@ def add_pass(record: dict | None, new: dict) -> dict:
         merged["status"] = "ok"
         merged.pop("reason", None)
     return merged
+
+
+def _select(container: dict, keep: slice) -> dict:
+    out = dict(container)
+    for key, value in container.items():
+        if is_stats(value) and isinstance(value.get("passes"), list):
+            passes = value["passes"][keep]
+            pooled = [v for p in passes for v in p]
+            out[key] = {**value, "passes": passes, "samples": pooled, "n": len(pooled)}
+            if pooled:
+                out[key].update(min=min(pooled), median=statistics.median(pooled),
+                                max=max(pooled))
+        elif key.endswith(PASSES_SUFFIX) and isinstance(value, list):
+            name = key[:-len(PASSES_SUFFIX)]
+            out[key] = value[keep]
+            pooled = [v for p in out[key] for v in p]
+            if pooled and _number(container.get(name)):
+                out[name] = statistics.median(pooled)
+        elif isinstance(value, dict):
+            out[key] = _select(value, keep)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            out[key] = [_select(v, keep) for v in value]
+    return out
+
+
+def split_passes(data: dict) -> tuple[dict, dict]:
+    """Two results from one: the first half of every cell's passes, and the second half.
+
+    The halves of one run are two runs of the same code, so comparing them measures how
+    often the comparison rule flags a change that is not there, on this machine.
+    """
+    halves = []
+    for part in ("first", "second"):
+        cells = []
+        for cell in data["cells"]:
+            k = passes_done(cell)
+            keep = slice(0, k // 2) if part == "first" else slice(k // 2, k)
+            cells.append(_select(cell, keep))
+        halves.append({**data, "cells": cells})
+    return halves[0], halves[1]
