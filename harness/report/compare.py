@@ -315,6 +315,12 @@ def short_cell(cell_id: str) -> str:
     return cell_id.split("/", 1)[1] if cell_id.startswith("roundtrip/") else cell_id
 
 
+def ratio_text(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{digits}f}" if math.isfinite(x) else "inf"
+
+
 def interval_text(row: Row) -> str:
     if row.low is None or row.high is None:
         return "-"
@@ -366,15 +372,18 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
                           "cells are judged relative to it", highlight=False)
         rows = comp.ordered() if show_all else comp.flagged()
         if rows:
-            table = Table("change", "measure", "B/A", "interval", "cell", box=None,
+            table = Table("change", "measure", "B/A*", "interval", "cell", box=None,
                           pad_edge=False, header_style="bold")
             for r in sorted(rows, key=comp.ordered().index):
                 colour = {"worse": "red", "better": "green"}.get(r.verdict, "")
                 verdict = f"[{colour}]{r.verdict}[/{colour}]" if colour else r.verdict
                 shown = r.relative if r.relative is not None else r.ratio
-                table.add_row(verdict, r.key, Num(shown, "x").text(), interval_text(r),
+                table.add_row(verdict, r.key, ratio_text(shown), interval_text(r),
                               short_cell(r.cell_id))
             console.print(table)
+        if rows:
+            console.print("* relative to the family's common factor when one was used",
+                          highlight=False)
         counts = comp.counts()
         console.print(f"{len(comp.rows)} measures in {len({r.cell_id for r in comp.rows})} "
                       f"matching cells: {counts['worse']} worse, {counts['better']} better, "
@@ -396,5 +405,6 @@ def write_html(comparisons: list[Comparison], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(environment().get_template("compare.html.j2").render(
         comparisons=comparisons, rule_text=rule_text, drift_text=drift_text,
-        short_cell=short_cell, interval_text=interval_text), encoding="utf-8")
+        short_cell=short_cell, interval_text=interval_text, ratio_text=ratio_text),
+        encoding="utf-8")
     return path

@@ -33,7 +33,7 @@ from scipy.stats import false_discovery_control
 ALPHA = 0.05
 MIN_PASSES = 2  # per side: with one pass the between-run variation is unknown
 MIN_SAMPLES = 3  # per side, over all passes
-FIRST_BOOTSTRAP = 2000
+FIRST_BOOTSTRAP = 1000
 CANDIDATE_P = 0.02  # first-round p below this gets enough replicates to reach alpha / m
 _MAX_CHUNK = 4_000_000  # bootstrap values held in memory at once
 
@@ -78,12 +78,12 @@ def enough(passes: Sequence[Sequence[float]]) -> str:
 def bootstrap_medians(passes: Sequence[Sequence[float]], n_boot: int,
                       rng: np.random.Generator) -> np.ndarray:
     """Two-level bootstrap replicates of the pooled median: passes, then samples in a pass."""
+    passes = [p for p in passes if len(p)]
     sizes = np.array([len(p) for p in passes])
     k, widest = len(passes), int(sizes.max())
     padded = np.full((k, widest), np.nan)
     for i, p in enumerate(passes):
         padded[i, :len(p)] = p
-    ragged = bool((sizes != widest).any())
     out = np.empty(n_boot)
     chunk = max(1, _MAX_CHUNK // (k * widest))
     for start in range(0, n_boot, chunk):
@@ -92,11 +92,11 @@ def bootstrap_medians(passes: Sequence[Sequence[float]], n_boot: int,
         counts = sizes[chosen]
         picks = (rng.random((n, k, widest)) * counts[..., None]).astype(np.intp)
         values = padded[chosen[..., None], picks]
-        if ragged:
-            values[np.arange(widest) >= counts[..., None]] = np.nan
-            out[start:start + n] = np.nanmedian(values.reshape(n, -1), axis=1)
-        else:
-            out[start:start + n] = np.median(values.reshape(n, -1), axis=1)
+        values[np.arange(widest) >= counts[..., None]] = np.nan  # beyond a short pass
+        ordered = np.sort(values.reshape(n, -1), axis=1)  # NaN sorts last
+        valid = counts.sum(axis=1)[:, None]
+        middle = np.take_along_axis(ordered, np.hstack([(valid - 1) // 2, valid // 2]), axis=1)
+        out[start:start + n] = middle.mean(axis=1)
     return out
 
 
