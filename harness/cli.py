@@ -197,8 +197,9 @@ def cmd_compare(args) -> int:
         if data["run"].get("runs", 1) < 4:
             raise UsageError(f"--aa {args.aa}: {data['run'].get('runs', 1)} pass(es); the "
                              "self-check needs 2 a half: measure with `run --runs 4` or more")
-        pairs = [(*split_passes(data), f"{args.aa} (first half of its passes)",
-                  f"{args.aa} (second half)")]
+        half = data["run"]["runs"] // 2
+        pairs = [(*split_passes(data), f"{args.aa}, passes 1-{half} (first half)",
+                  f"{args.aa}, passes {half + 1}-{data['run']['runs']} (second half)")]
     else:
         if len(args.results) < 2:
             raise UsageError("compare needs at least two results files: A.json B.json [C.json …]"

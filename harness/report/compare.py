@@ -359,7 +359,8 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
 
     console = console or Console(width=80 if not Console().is_terminal else None)
     for comp in comparisons:
-        console.rule(f"B = {comp.b_path} vs A = {comp.a_path}")
+        console.rule()
+        console.print(f"A = {comp.a_path}\nB = {comp.b_path}", highlight=False)
         if comp.cross_machine:
             console.print(f"different machines: A {comp.a_machine}, B {comp.b_machine}",
                           highlight=False)
@@ -405,6 +406,6 @@ def write_html(comparisons: list[Comparison], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(environment().get_template("compare.html.j2").render(
         comparisons=comparisons, rule_text=rule_text, drift_text=drift_text,
-        short_cell=short_cell, interval_text=interval_text, ratio_text=ratio_text),
+        interval_text=interval_text, ratio_text=ratio_text),
         encoding="utf-8")
     return path
