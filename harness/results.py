@@ -123,6 +123,19 @@ class ResultsFile:
         self.data["cells"].append(cell)
         self.flush()
 
+    def record(self, cell_id: str) -> dict | None:
+        return next((c for c in self.data["cells"] if c["cell_id"] == cell_id), None)
+
+    def put(self, cell: dict) -> None:
+        """Replace the record of the same cell id (a further pass of it), or append it."""
+        cells = self.data["cells"]
+        index = next((i for i, c in enumerate(cells) if c["cell_id"] == cell["cell_id"]), None)
+        if index is None:
+            cells.append(cell)
+        else:
+            cells[index] = cell
+        self.flush()
+
     def finish(self, state: str = "finished") -> None:
         self.data["run"]["state"] = state
         self.data["run"]["finished"] = now()

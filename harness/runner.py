@@ -22,7 +22,9 @@ from pathlib import Path
 from harness import __version__
 from harness.experiments import Cell, experiment
 from harness.measure import PEAK_METHOD, allocator
+from harness.methods import active, methods, start_method
 from harness.noise import noise_snapshot, noise_summary
+from harness.passes import add_pass, passes_done
 from harness.results import ResultsFile, now
 
 TRAIN_TIMEOUT_S = 3600.0
@@ -38,6 +40,7 @@ class RunOptions:
     argv: list[str] = field(default_factory=list)
     calibrate: bool = True
     workdir: Path | None = None
+    runs: int = 1  # independent passes over every cell, interleaved
 
 
 _context: multiprocessing.context.BaseContext | None = None
@@ -52,10 +55,11 @@ def context():
     """
     global _context
     if _context is None:
-        if "forkserver" in multiprocessing.get_all_start_methods():
+        if (start_method(active()) == "forkserver"
+                and "forkserver" in multiprocessing.get_all_start_methods()):
             _context = multiprocessing.get_context("forkserver")
             _context.set_forkserver_preload(["harness.worker"])
-        else:  # macOS without forkserver support in old Pythons, Windows
+        else:  # macOS, where forking after Apple's frameworks load is unsafe
             _context = multiprocessing.get_context("spawn")
     return _context
 
@@ -202,7 +206,8 @@ def _open_results(options: RunOptions) -> ResultsFile:
                 "harness_version": __version__, "profile": options.profile,
                 "peak_memory_method": PEAK_METHOD, "python_executable": sys.executable,
                 "start_method": context().get_start_method(), "models": {},
-                "allocator": allocator(), "noise": {"start": noise_snapshot()}}
+                "allocator": allocator(), "noise": {"start": noise_snapshot()},
+                "methods": methods(active(), allocator()["name"])}
     if options.resume and options.output.exists():
         return ResultsFile.resume(options.output, run_info)
     machine = describe(options.output.parent, calibration=options.calibrate)
@@ -224,11 +229,32 @@ def _progress():
                     transient=False)
 
 
+def _pending(cells: list[Cell], results: ResultsFile, runs: int) -> list[tuple[int, Cell]]:
+    """(pass, cell) still to measure: pass 1 over every cell, then pass 2, …
+
+    Interleaving passes spreads slow drift of a shared machine over every cell alike.
+    An unsupported cell is not measured again: its answer does not vary.
+    """
+    todo = []
+    for pass_index in range(1, runs + 1):
+        for cell in cells:
+            record = results.record(cell.cell_id)
+            if passes_done(record) >= pass_index or (
+                    record is not None and record["status"] == "unsupported"):
+                continue
+            todo.append((pass_index, cell))
+    return todo
+
+
+def _last_of_pass(todo: list[tuple[int, Cell]], pass_index: int) -> tuple[int, Cell]:
+    return [item for item in todo if item[0] == pass_index][-1]
+
+
 def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
-    """Measure every cell not already in the results file; return the file."""
+    """Measure every cell not already in the results file (`runs` passes); return the file."""
     results = _open_results(options)
-    done = results.done_ids()
-    todo = [c for c in cells if c.cell_id not in done]
+    results.data["run"]["runs"] = max(options.runs, results.data["run"].get("runs", 1))
+    todo = _pending(cells, results, options.runs)
     base = options.workdir or options.output.parent
     base.mkdir(parents=True, exist_ok=True)
     sweep_abandoned_scratch(base)
@@ -237,13 +263,14 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     try:
         with _progress() as progress:
             task = progress.add_task("cells", total=len(todo))
-            for cell in todo:
+            for pass_index, cell in todo:
                 key = (cell.model, cell.size)
                 if cell.needs_model and key not in trained:
                     progress.update(task, description=f"model {cell.model}/{cell.size}")
                     trained[key] = _train(cell, scratch, TRAIN_TIMEOUT_S)
                     results.data["run"]["models"][f"{cell.model}/{cell.size}"] = trained[key]
-                progress.update(task, description=cell.cell_id)
+                label = f"pass {pass_index}/{options.runs} " if options.runs > 1 else ""
+                progress.update(task, description=label + cell.cell_id)
                 if cell.needs_model and trained[key]["status"] != "ok":
                     record = _training_failed(cell, trained[key])
                 else:
@@ -253,8 +280,12 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
                         record = run_cell(cell, workdir, options.timeout_s)
                     finally:
                         shutil.rmtree(workdir, ignore_errors=True)
-                results.append(record)
+                if options.runs > 1:
+                    record = add_pass(results.record(cell.cell_id), record)
+                results.put(record)
                 progress.advance(task)
+                if options.runs > 1 and (pass_index, cell) == _last_of_pass(todo, pass_index):
+                    results.data["run"].setdefault("passes_finished", []).append(now())
     except KeyboardInterrupt:
         results.finish("interrupted")
         raise

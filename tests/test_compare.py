@@ -28,27 +28,41 @@ def _cell(data: dict, cell_id: str) -> dict:
     return next(c for c in data["cells"] if c["cell_id"] == cell_id)
 
 
-def _set_samples(cell: dict, key: str, samples: list[float]) -> None:
-    cell[f"{key}_samples"] = samples
-    ordered = sorted(samples)
-    mid = len(ordered) // 2
-    med = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
-    cell[key] = {"min": ordered[0], "median": med, "max": ordered[-1], "n": len(samples)}
+def _set_passes(cell: dict, key: str, passes: list[list[float]]) -> None:
+    """A timing measured in several passes, as `run --runs K` keeps it."""
+    pooled = sorted(v for p in passes for v in p)
+    mid = len(pooled) // 2
+    med = pooled[mid] if len(pooled) % 2 else (pooled[mid - 1] + pooled[mid]) / 2
+    cell[key] = {"min": pooled[0], "median": med, "max": pooled[-1], "n": len(pooled),
+                 "samples": pooled, "passes": passes}
+    cell[f"{key}_samples"] = pooled
+
+
+def _passes(base: float, factor: float = 1.0, jitter: float = 0.02) -> list[list[float]]:
+    return [[base * factor * (1 + jitter * (i - 2 + j - 1) / 4) for i in range(5)]
+            for j in range(3)]
+
+
+def _timed_cells(data: dict) -> list[dict]:
+    return [c for c in data["cells"] if c["status"] == "ok" and "load_s" in c]
 
 
 @pytest.fixture
 def pair(report_runs) -> tuple[dict, dict]:
     a = json.loads(report_runs["results"][0].read_text())
+    for cell in _timed_cells(a):  # every timing measured in three tight passes
+        _set_passes(cell, "load_s", _passes(cell["load_s"]["median"]))
     base = _cell(a, LOAD)["load_s"]["median"]
-    _set_samples(_cell(a, LOAD), "load_s", [base * (1 + i / 100) for i in range(6)])
-    _set_samples(_cell(a, NOISY), "load_s", [base * k for k in (1, 2, 3, 4, 5, 6)])
+    _set_passes(_cell(a, NOISY), "load_s", [[base * k for k in (1, 2, 3)],
+                                             [base * k for k in (4, 5, 6)], [base * 2] * 3])
     b = copy.deepcopy(a)
-    _set_samples(_cell(b, LOAD), "load_s", [x * 2 for x in _cell(a, LOAD)["load_s_samples"]])
+    _set_passes(_cell(b, LOAD), "load_s", _passes(base, 2.0))
     _cell(b, SIZE)["file_bytes"] = int(_cell(a, SIZE)["file_bytes"] * 1.5)
-    fast = _cell(b, FASTER)
-    fast["load_s"] = {k: (v / 2 if k != "n" else v) for k, v in fast["load_s"].items()}
-    fast["load_s_samples"] = [x / 2 for x in fast["load_s_samples"]]
-    _set_samples(_cell(b, NOISY), "load_s", [base * k for k in (1.5, 2.5, 3.5, 4.5, 5.5, 6.5)])
+    fast = _cell(a, FASTER)["load_s"]["median"]
+    _set_passes(_cell(b, FASTER), "load_s", _passes(fast, 0.5))
+    _set_passes(_cell(b, NOISY), "load_s", [[base * k for k in (1.5, 2.5, 3.5)],
+                                             [base * k for k in (4.5, 5.5, 6.5)],
+                                             [base * 2.5] * 3])
     b["cells"] = [c for c in b["cells"] if c["cell_id"] != GONE]
     broken = _cell(b, BROKEN)
     for key in list(broken):
@@ -70,18 +84,22 @@ def test_ratios_flags_and_significance(pair):
     a, b = pair
     comp = compare(a, b, threshold_pct=10)
     slower = _row(comp, LOAD, "load_s")
-    assert slower.ratio == pytest.approx(2.0)
-    assert slower.p_value < 0.05 and slower.flag == "worse"
+    assert slower.ratio == pytest.approx(2.0) and slower.passes == (3, 3)
+    assert slower.p_value < 0.05 and slower.flag == "worse" and slower.low > 1.1
     bigger = _row(comp, SIZE, "file_bytes")
     assert bigger.ratio == pytest.approx(1.5, rel=1e-3) and bigger.flag == "worse"
-    assert bigger.p_value is None  # a file size has no samples: the ratio decides
+    assert bigger.p_value is None and bigger.note == "exact"  # a size: the ratio decides
     faster = _row(comp, FASTER, "load_s")
-    assert faster.ratio == pytest.approx(0.5) and faster.worse_by == pytest.approx(-0.5)
+    assert faster.ratio == pytest.approx(0.5) and faster.flag == "better"
+    assert faster.worse_by == pytest.approx(-0.5, abs=0.05)
     noisy = _row(comp, NOISY, "load_s")
-    assert noisy.ratio == pytest.approx(4 / 3.5)  # +14 %, but the samples overlap
-    assert noisy.p_value > 0.05 and noisy.flag == "" and not noisy.decisive
-    unchanged = [r for r in comp.rows if r.cell_id not in (LOAD, SIZE, FASTER, NOISY)]
+    assert noisy.ratio == pytest.approx(1.25)  # +25 %, but the passes overlap
+    assert noisy.verdict == "inconclusive" and noisy.flag == "" and not noisy.decisive
+    assert noisy.low < 1.1 < noisy.high
+    changed = (LOAD, SIZE, FASTER, NOISY)
+    unchanged = [r for r in comp.rows if r.cell_id not in changed]
     assert unchanged and all(r.ratio == 1.0 and r.flag == "" for r in unchanged)
+    assert {r.verdict for r in unchanged if r.key == "load_s"} == {"same"}
     assert comp.only_a == [GONE]
     assert comp.only_b == ["roundtrip/logreg/medium/pickle"]
     assert comp.status_changes == [(BROKEN, "ok", "error")]
@@ -89,6 +107,36 @@ def test_ratios_flags_and_significance(pair):
     worse = {w.split()[0].rstrip(":") for w in comp.regressions(40)}
     assert worse == {LOAD, SIZE, BROKEN}
     assert {w.split()[0].rstrip(":") for w in comp.regressions(60)} == {LOAD, BROKEN}
+    assert [r.verdict for r in comp.ordered()[:3]] == ["worse", "worse", "better"]
+
+
+def test_one_pass_a_side_is_inconclusive_however_large_the_change(pair):
+    a, b = pair
+    for data, factor in ((a, 1.0), (b, 3.0)):  # one pass, as a plain `run` keeps it
+        cell = _cell(data, FASTER)
+        cell["load_s"] = {"min": 1.0 * factor, "median": 1.0 * factor, "max": 1.1 * factor,
+                          "n": 5}
+        cell["load_s_samples"] = [factor * x for x in (1.0, 1.0, 1.0, 1.05, 1.1)]
+    row = _row(compare(a, b), FASTER, "load_s")
+    assert row.ratio == pytest.approx(3.0) and row.passes == (1, 1)
+    assert row.verdict == "inconclusive" and row.flag == "" and "1 pass" in row.note
+    assert not [w for w in compare(a, b).regressions() if w.startswith(f"{FASTER} ")]
+
+
+def test_a_machine_slower_for_every_cell_is_not_a_regression(pair):
+    a, _ = pair
+    b = copy.deepcopy(a)
+    for cell in _timed_cells(b):
+        _set_passes(cell, "load_s", _passes(cell["load_s"]["median"], 1.3))
+    _set_passes(_cell(b, LOAD), "load_s", _passes(_cell(a, LOAD)["load_s"]["median"], 2.6))
+    comp = compare(a, b)
+    assert comp.factors["load_s"] == pytest.approx(1.3, rel=0.01)
+    assert set(comp.shared_shift()) == {"load_s"}
+    assert [(r.cell_id, r.key) for r in comp.flagged()] == [(LOAD, "load_s")]
+    assert _row(comp, LOAD, "load_s").relative == pytest.approx(2.0, rel=0.01)
+    absolute = compare(a, b, drift=False)  # every tight timing is now "worse"
+    worse = {r.cell_id for r in absolute.flagged() if r.key == "load_s"}
+    assert worse == {c["cell_id"] for c in _timed_cells(a)} - {NOISY}
 
 
 def test_every_unit_named_number_is_a_measure(pair):
@@ -114,30 +162,14 @@ def test_nested_lists_are_matched_by_their_labels(report_runs):
         if c["experiment"] == "footprint"))
 
 
-def test_few_repeats_need_disjoint_ranges(pair):
-    """Two repeats cannot reach p < 0.05: the min..max ranges decide instead."""
-    a, b = pair
-    base = _cell(a, FASTER)["load_s"]["median"]
-    _set_samples(_cell(a, FASTER), "load_s", [base, base * 3])
-    _set_samples(_cell(b, FASTER), "load_s", [base * 2, base * 4])  # +50 %, ranges overlap
-    _set_samples(_cell(a, NOISY), "load_s", [base, base * 1.1])
-    _set_samples(_cell(b, NOISY), "load_s", [base * 2, base * 2.2])  # +100 %, disjoint
-    comp = compare(a, b)
-    overlapping, disjoint = _row(comp, FASTER, "load_s"), _row(comp, NOISY, "load_s")
-    assert overlapping.ratio == pytest.approx(1.5) and overlapping.flag == ""
-    assert disjoint.ratio == pytest.approx(2.0) and disjoint.flag == "worse"
-    assert overlapping.p_value is not None and disjoint.p_value is not None
-    _cell(b, FASTER)["predict_eval_s"] = _cell(a, FASTER)["predict_eval_s"] * 3
-    once = _row(compare(a, b), FASTER, "predict_eval_s")  # one timing: noise unknown
-    assert once.ratio == pytest.approx(3.0) and once.flag == "" and not once.decisive
-
-
 def test_memory_noise_under_a_page_floor_is_not_flagged(pair):
     a, b = pair
     cell_a, cell_b = _cell(a, LOAD), _cell(b, LOAD)
     cell_a["load_peak_rss_bytes"], cell_b["load_peak_rss_bytes"] = 0, 8192
+    cell_a["load_peak_rss_bytes_passes"] = [[0, 0], [0, 0], [0, 0]]
+    cell_b["load_peak_rss_bytes_passes"] = [[8192, 4096], [8192, 0], [4096, 8192]]
     row = _row(compare(a, b), LOAD, "load_peak_rss_bytes")
-    assert row.ratio == float("inf") and row.flag == ""
+    assert row.ratio == float("inf") and row.verdict == "same" and row.flag == ""
 
 
 def test_across_machines_times_are_normalised_by_bandwidth(pair):
@@ -168,8 +200,11 @@ def test_cli_exit_codes_and_html(pair, tmp_path, report_runs):
                    str(tmp_path / "cmp.html"))
     assert regress.returncode == 1, regress.stderr
     assert "regression(s) beyond 40 %" in regress.stderr and LOAD in regress.stderr
-    assert LOAD in regress.stdout and "worse" in regress.stdout
+    assert "kneighbors/small/pickle-p5" in regress.stdout and "worse" in regress.stdout
     assert GONE in regress.stdout  # one-sided cells are listed, not dropped
+    assert "Benjamini-Hochberg" in regress.stdout  # the rule, with its numbers
+    assert max(map(len, regress.stdout.splitlines())) <= 80
+    assert _cli(str(pa), str(pb), "--fail-on-regression").returncode == 1
     page = tmp_path / "cmp.html"
     doc = html5lib.HTMLParser(strict=True, namespaceHTMLElements=False).parse(page.read_bytes())
     text = "".join(doc.itertext())
@@ -184,3 +219,22 @@ def test_cli_exit_codes_and_html(pair, tmp_path, report_runs):
     assert _cli(real).returncode == 2
     assert _cli(real, str(tmp_path / "missing.json")).returncode == 2
     assert _cli(real, real, "--fail-on-regression", "-5").returncode == 2
+    assert _cli(real, real, "--alpha", "2").returncode == 2
+
+
+def test_aa_self_check_splits_one_run(pair, tmp_path):
+    a, _ = pair
+    three = tmp_path / "three.json"
+    a["run"]["runs"] = 3
+    three.write_text(json.dumps(a))
+    refused = _cli("--aa", str(three))
+    assert refused.returncode == 2 and "--runs 4" in refused.stderr
+    for cell in _timed_cells(a):
+        base = cell["load_s"]["median"]
+        _set_passes(cell, "load_s", [[base * (1 + 0.01 * j)] * 3 for j in range(4)])
+    a["run"]["runs"] = 4
+    four = tmp_path / "four.json"
+    four.write_text(json.dumps(a))
+    done = _cli("--aa", str(four), "--fail-on-regression")
+    assert done.returncode == 0, done.stderr
+    assert "A/A: 0 of " in done.stdout and "first half" in done.stdout

@@ -5,15 +5,19 @@ better), `_per_s` and `_bps` (higher is better), plus `label_agreement` (higher)
 any `_diff` (lower). Nested dicts and lists of dicts (e.g. inference latencies) are
 walked, so new experiments are compared without code here.
 
-A change is flagged when it exceeds the threshold *and* the repeats do not contradict it:
-when both sides kept samples and there are enough of them for a Mann-Whitney U test to reach
-`ALPHA`, the change must also be significant; with fewer repeats (e.g. 3 cold loads), the two
-min..max ranges must not overlap. A size or score taken once is judged by its ratio; a
-timing taken once (its noise unknown) is shown but never flagged.
-Peak-memory changes under `MEMORY_FLOOR_BYTES`
-are page-granularity noise and never flagged. Across machines, times are also shown
-normalised by each machine's calibrated bandwidth (time × bandwidth), so a machine that is
-faster overall does not hide a format that got relatively slower.
+The decision (see `compare_stats` for the statistics):
+- times and peak memory are noisy: judged from the passes of `run --runs K` by a two-level
+  bootstrap interval of the ratio of medians, relative to the common factor of the
+  measure's family, flagged only when the interval lies entirely beyond the practical
+  threshold (`TIME_THRESHOLD_PCT`, `MEMORY_THRESHOLD_PCT`) after a Benjamini-Hochberg
+  correction across every measure compared; with fewer than 2 passes a side they are
+  "inconclusive" and never fail the gate. Peak-memory changes under `MEMORY_FLOOR_BYTES`
+  are page-granularity noise;
+- file sizes and fidelity scores are deterministic: any change is real and flagged, no
+  statistics needed.
+Across machines, times are also shown normalised by each machine's calibrated bandwidth
+(time x bandwidth), so a machine that is faster overall does not hide a format that got
+relatively slower.
 """
 
 from __future__ import annotations
@@ -22,15 +26,16 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from scipy.stats import mannwhitneyu
-
+from harness.passes import PASSES_SUFFIX, is_stats, measure_kind, samples_key
+from harness.report.compare_stats import ALPHA, Evidence, common_factor, judge_all
 from harness.report.values import Num
 
-ALPHA = 0.05
+TIME_THRESHOLD_PCT = 10.0
+MEMORY_THRESHOLD_PCT = 5.0
 MEMORY_FLOOR_BYTES = 2**20
+MIN_FAMILY = 5  # measures a family needs for its own common factor
 META = {"cell_id", "experiment", "model", "size", "format", "variant", "status", "reason",
-        "elapsed_s", "overhead"}
-HIGHER_IS_BETTER = {"label_agreement"}
+        "elapsed_s", "overhead", "pass_status"}
 
 
 @dataclass(frozen=True)
@@ -41,6 +46,22 @@ class Measure:
     lower_is_better: bool
     samples: tuple[float, ...] = ()
     spread: tuple[float, float] | None = None  # (min, max) of two or more repeats
+    passes: tuple[tuple[float, ...], ...] = ()  # per-pass samples, one pass at least
+
+    @property
+    def noisy(self) -> bool:
+        """Times, rates and memory peaks vary run to run; sizes and scores do not."""
+        return self.unit in ("s", "B/s") or self.key.endswith("_per_s") or (
+            self.unit == "B" and not is_file_size(self.key))
+
+    @property
+    def family(self) -> str:
+        """Measures that drift together: the same key in every cell."""
+        return self.key
+
+
+def is_file_size(key: str) -> bool:
+    return "file" in key.rsplit(".", 1)[-1]
 
 
 def _spread(samples: tuple[float, ...], stats: dict | None = None) -> tuple[float, float] | None:
@@ -51,54 +72,40 @@ def _spread(samples: tuple[float, ...], stats: dict | None = None) -> tuple[floa
     return None
 
 
-def _kind(key: str) -> tuple[str, bool] | None:
-    """(unit, lower is better) of a key, or None when the key is not a comparable measure."""
-    leaf = key.rsplit(".", 1)[-1]
-    if leaf in HIGHER_IS_BETTER:
-        return "", False
-    if leaf.endswith("_diff"):
-        return "", True
-    if leaf.endswith(("_per_s", "_bps")):
-        return "B/s" if leaf.endswith("_bps") else "", False
-    if leaf.endswith("_s"):
-        return "s", True
-    if leaf.endswith("_bytes"):
-        return "B", True
-    return None
-
-
-def _samples(container: dict, key: str) -> tuple[float, ...]:
-    """The raw samples kept next to a measure: `x_s_samples`, `x_samples_bytes`, `samples_s`."""
-    if key.startswith("median_"):  # {"median_s": …, "samples_s": […]}
-        name = "samples_" + key[len("median_"):]
-    elif key.endswith("_bytes"):
-        name = key[:-len("_bytes")] + "_samples_bytes"
-    else:
-        name = f"{key}_samples"
-    found = container.get(name)
+def _floats(found) -> tuple[float, ...]:
     return tuple(float(v) for v in found) if isinstance(found, list) else ()
+
+
+def _passes(kept, samples: tuple[float, ...], value: float) -> tuple[tuple[float, ...], ...]:
+    """Per-pass samples as kept by `run --runs K`, else the one pass this file holds."""
+    if isinstance(kept, list) and kept and all(isinstance(p, list) for p in kept):
+        return tuple(_floats(p) for p in kept if p)
+    return (samples or (value,),)
 
 
 def _identity(item: dict) -> str:
     """How an entry of a list is recognised on both sides: its labels, e.g. `sklearn/predict/1`."""
     parts = [str(v) for k, v in item.items()
              if isinstance(v, str) or (isinstance(v, int) and not isinstance(v, bool)
-                                       and _kind(k) is None and k != "n")]
+                                       and measure_kind(k) is None and k != "n")]
     return "/".join(parts)
 
 
 def measures(container: dict, prefix: str = "") -> dict[str, Measure]:
     out: dict[str, Measure] = {}
     for key, value in container.items():
-        if (not prefix and key in META) or "samples" in key:
+        if (not prefix and key in META) or "samples" in key or key.endswith(PASSES_SUFFIX):
             continue
         path = f"{prefix}{key}"
-        kind = _kind(key)
-        if isinstance(value, dict) and "median" in value and kind:
+        kind = measure_kind(key)
+        if is_stats(value) and kind:
             if value["median"] is not None:
-                samples = _samples(container, key)
-                out[path] = Measure(path, float(value["median"]), kind[0], kind[1], samples,
-                                    _spread(samples, value))
+                samples = _floats(value.get("samples")) or _floats(
+                    container.get(samples_key(key)))
+                median = float(value["median"])
+                out[path] = Measure(path, median, kind[0], kind[1], samples,
+                                    _spread(samples, value),
+                                    _passes(value.get("passes"), samples, median))
         elif isinstance(value, dict):
             out.update(measures(value, f"{path}."))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -108,8 +115,10 @@ def measures(container: dict, prefix: str = "") -> dict[str, Measure]:
             for ident, item in zip(ids, value, strict=True):
                 out.update(measures(item, f"{path}[{ident}]."))
         elif kind and isinstance(value, int | float) and not isinstance(value, bool):
-            samples = _samples(container, key)
-            out[path] = Measure(path, float(value), kind[0], kind[1], samples, _spread(samples))
+            samples = _floats(container.get(samples_key(key)))
+            out[path] = Measure(path, float(value), kind[0], kind[1], samples, _spread(samples),
+                                _passes(container.get(key + PASSES_SUFFIX), samples,
+                                        float(value)))
     return out
 
 
@@ -121,10 +130,16 @@ class Row:
     b: Num
     ratio: float
     normalised: float | None
-    p_value: float | None
+    p_value: float | None  # Benjamini-Hochberg adjusted; None when not tested
     worse_by: float  # fraction: 0.25 = 25 % worse, negative = better
-    decisive: bool  # the change is real as far as the samples can tell
+    decisive: bool  # the change is real as far as the passes can tell
     flag: str = ""  # "worse", "better" or ""
+    verdict: str = ""  # "worse", "better", "same" or "inconclusive"
+    relative: float | None = None  # ratio / common factor of the family
+    low: float | None = None  # interval of `relative`
+    high: float | None = None
+    passes: tuple[int, int] = (0, 0)  # passes of A and B
+    note: str = ""  # why inconclusive, or "exact"
 
 
 @dataclass
@@ -134,6 +149,13 @@ class Comparison:
     a_machine: str
     b_machine: str
     threshold: float
+    memory_threshold: float = MEMORY_THRESHOLD_PCT
+    alpha: float = ALPHA
+    level: float = 1 - ALPHA  # coverage of the intervals shown
+    tested: int = 0  # measures that took part in the correction
+    drift: bool = True
+    factors: dict[str, float] = field(default_factory=dict)  # family -> common factor
+    calibration: dict[str, float] = field(default_factory=dict)  # name -> ratio B/A
     rows: list[Row] = field(default_factory=list)
     status_changes: list[tuple[str, str, str]] = field(default_factory=list)
     only_a: list[str] = field(default_factory=list)
@@ -146,10 +168,27 @@ class Comparison:
     def flagged(self) -> list[Row]:
         return [r for r in self.rows if r.flag]
 
-    def regressions(self, pct: float) -> list[str]:
-        """What got worse by more than `pct` percent (plus cells that stopped working)."""
+    def ordered(self) -> list[Row]:
+        """Flagged first (worst first), then inconclusive, then the rest."""
+        rank = {"worse": 0, "better": 1, "inconclusive": 2}
+        return sorted(self.rows, key=lambda r: (rank.get(r.verdict, 3), -abs(r.worse_by)
+                                                 if math.isfinite(r.worse_by) else -math.inf))
+
+    def counts(self) -> dict[str, int]:
+        out = {"worse": 0, "better": 0, "same": 0, "inconclusive": 0}
+        for r in self.rows:
+            out[r.verdict] += 1
+        return out
+
+    def shared_shift(self) -> dict[str, float]:
+        """Families whose timings all moved beyond the threshold together."""
+        limit = 1 + self.threshold / 100
+        return {k: v for k, v in self.factors.items() if v > limit or v < 1 / limit}
+
+    def regressions(self, pct: float = 0.0) -> list[str]:
+        """Flagged regressions beyond `pct` percent (plus cells that stopped working)."""
         worse = [f"{r.cell_id} {r.key}: {r.worse_by:+.0%}" for r in self.rows
-                 if r.decisive and r.worse_by * 100 > pct]
+                 if r.flag == "worse" and r.worse_by * 100 > pct]
         broken = [f"{cid}: {sa} -> {sb}" for cid, sa, sb in self.status_changes if sa == "ok"]
         return worse + broken
 
@@ -158,30 +197,6 @@ def _ratio(a: float, b: float) -> float:
     if a == 0:
         return 1.0 if b == 0 else math.inf
     return b / a
-
-
-def _p_value(a: tuple[float, ...], b: tuple[float, ...]) -> float | None:
-    if len(a) < 2 or len(b) < 2:
-        return None
-    if len(set(a) | set(b)) == 1:
-        return 1.0
-    return float(mannwhitneyu(a, b, alternative="two-sided").pvalue)
-
-
-def _test_can_decide(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
-    """Whether the exact two-sided test could reach ALPHA at all with these sample counts."""
-    return len(a) >= 2 and len(b) >= 2 and 2 / math.comb(len(a) + len(b), len(a)) < ALPHA
-
-
-def _decisive(ma: Measure, mb: Measure, p: float | None) -> bool:
-    """Is the change real as far as the repeats can tell?"""
-    if p is not None and _test_can_decide(ma.samples, mb.samples):
-        return p < ALPHA
-    if ma.spread and mb.spread:  # too few repeats for the test: the ranges must not overlap
-        return ma.spread[1] < mb.spread[0] or mb.spread[1] < ma.spread[0]
-    # A size or a fidelity score is the same on every repeat: its ratio decides. A timing
-    # taken once has unknown noise, so it cannot.
-    return not (ma.unit == "s" or ma.key.endswith(("_per_s", "_bps")))
 
 
 def bandwidth_key(key: str) -> str:
@@ -194,7 +209,7 @@ def bandwidth_key(key: str) -> str:
 
 
 def _normalised(m: Measure, ratio: float, cal_a: dict, cal_b: dict) -> float | None:
-    """Times scale with the bandwidth (time × bandwidth), rates inversely; sizes do not."""
+    """Times scale with the bandwidth (time x bandwidth), rates inversely; sizes do not."""
     is_rate = m.key.endswith(("_per_s", "_bps"))
     bw = bandwidth_key(m.key)
     if not (m.unit == "s" or is_rate) or not (cal_a.get(bw) and cal_b.get(bw)) \
@@ -204,16 +219,37 @@ def _normalised(m: Measure, ratio: float, cal_a: dict, cal_b: dict) -> float | N
     return ratio / scale if is_rate else ratio * scale
 
 
+def _is_time(m: Measure) -> bool:
+    return m.unit == "s" or m.unit == "B/s" or m.key.endswith("_per_s")
+
+
+def _factors(pairs: list[tuple[str, Measure, Measure]]) -> dict[str, float]:
+    """The common factor of each family of timings (median log ratio B/A over the cells)."""
+    logs: dict[str, list[float]] = {}
+    for _, ma, mb in pairs:
+        if _is_time(ma) and ma.value > 0 and mb.value > 0:
+            logs.setdefault(ma.family, []).append(math.log(mb.value / ma.value))
+    every_time = [x for family in logs.values() for x in family]
+    overall = common_factor(every_time)
+    return {family: math.exp(common_factor(values) if len(values) >= MIN_FAMILY else overall)
+            for family, values in logs.items()}
+
+
 def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
-            threshold_pct: float = 10.0) -> Comparison:
+            threshold_pct: float = TIME_THRESHOLD_PCT,
+            memory_threshold_pct: float = MEMORY_THRESHOLD_PCT, alpha: float = ALPHA,
+            drift: bool = True) -> Comparison:
     cells_a = {c["cell_id"]: c for c in a["cells"]}
     cells_b = {c["cell_id"]: c for c in b["cells"]}
     out = Comparison(a_path, b_path, a["machine"]["machine_id"], b["machine"]["machine_id"],
-                     threshold_pct)
+                     threshold_pct, memory_threshold_pct, alpha, drift=drift)
     out.only_a = [cid for cid in cells_a if cid not in cells_b]
     out.only_b = [cid for cid in cells_b if cid not in cells_a]
     cal_a = a["machine"].get("calibration") or {}
     cal_b = b["machine"].get("calibration") or {}
+    out.calibration = {k: cal_b[k] / cal_a[k] for k in cal_a
+                       if k.endswith("_bps") and cal_a.get(k) and cal_b.get(k)}
+    pairs: list[tuple[str, Measure, Measure]] = []
     for cid, ca in cells_a.items():
         cb = cells_b.get(cid)
         if cb is None:
@@ -223,58 +259,137 @@ def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
         if ca["status"] != "ok" or cb["status"] != "ok":
             continue
         mb = measures(cb)
-        for key, ma in measures(ca).items():
-            if key not in mb:
-                continue
-            out.rows.append(_row(cid, ma, mb[key], cal_a, cal_b, out.cross_machine,
-                                 threshold_pct))
+        pairs += [(cid, ma, mb[key]) for key, ma in measures(ca).items() if key in mb]
+    out.factors = _factors(pairs) if drift else {}
+    noisy = [(cid, ma, mb) for cid, ma, mb in pairs if ma.noisy]
+    judgements, out.level = judge_all([_evidence(ma, mb, out) for _, ma, mb in noisy], alpha)
+    out.tested = sum(j.p_value is not None for j in judgements)
+    judged = {(cid, ma.key): j for (cid, ma, _), j in zip(noisy, judgements, strict=True)}
+    for cid, ma, mb in pairs:
+        out.rows.append(_row(cid, ma, mb, judged.get((cid, ma.key)), cal_a, cal_b,
+                             out.cross_machine))
     return out
 
 
-def _row(cid: str, ma: Measure, mb: Measure, cal_a: dict, cal_b: dict, cross: bool,
-         threshold_pct: float) -> Row:
+def _evidence(ma: Measure, mb: Measure, comp: Comparison) -> Evidence:
+    memory = ma.unit == "B"
+    pct = comp.memory_threshold if memory else comp.threshold
+    factor = comp.factors.get(ma.family, 1.0) if _is_time(ma) else 1.0
+    return Evidence(ma.passes, mb.passes, ma.lower_is_better, pct / 100, math.log(factor),
+                    MEMORY_FLOOR_BYTES if memory else 0.0)
+
+
+def _worse_by(ratio: float, lower_is_better: bool) -> float:
+    if lower_is_better:
+        return ratio - 1
+    return math.inf if ratio == 0 else 1 / ratio - 1
+
+
+def _row(cid: str, ma: Measure, mb: Measure, judgement, cal_a: dict, cal_b: dict,
+         cross: bool) -> Row:
     ratio = _ratio(ma.value, mb.value)
-    worse_by = ratio - 1 if ma.lower_is_better else (math.inf if ratio == 0 else 1 / ratio - 1)
-    p = _p_value(ma.samples, mb.samples)
-    decisive = _decisive(ma, mb, p)
-    if ma.unit == "B" and ma.samples and abs(mb.value - ma.value) < MEMORY_FLOOR_BYTES:
-        decisive = False
     row = Row(cid, ma.key, Num(ma.value, ma.unit), Num(mb.value, mb.unit), ratio,
-              _normalised(ma, ratio, cal_a, cal_b) if cross else None, p, worse_by, decisive)
-    if decisive and abs(worse_by) * 100 > threshold_pct:
-        row.flag = "worse" if worse_by > 0 else "better"
+              _normalised(ma, ratio, cal_a, cal_b) if cross else None, None,
+              _worse_by(ratio, ma.lower_is_better), False,
+              passes=(len(ma.passes), len(mb.passes)))
+    if judgement is None:  # deterministic: any change is real
+        row.note = "exact"
+        row.decisive = True
+        row.verdict = "same" if ratio == 1 else ("worse" if row.worse_by > 0 else "better")
+    else:
+        row.relative, row.low, row.high = judgement.relative, judgement.low, judgement.high
+        row.p_value, row.verdict, row.note = judgement.p_value, judgement.verdict, \
+            judgement.reason
+        row.decisive = row.verdict in ("worse", "better")
+        if row.decisive:
+            row.worse_by = _worse_by(judgement.relative, ma.lower_is_better)
+    if row.verdict in ("worse", "better"):
+        row.flag = row.verdict
     return row
 
 
 # ---------------------------------------------------------------------------- output
+
+def short_cell(cell_id: str) -> str:
+    """model/size/format: the experiment is the same for most rows and costs 10 columns."""
+    return cell_id.split("/", 1)[1] if cell_id.startswith("roundtrip/") else cell_id
+
+
+def ratio_text(x: float | None, digits: int = 2) -> str:
+    if x is None:
+        return "-"
+    return f"{x:.{digits}f}" if math.isfinite(x) else "inf"
+
+
+def interval_text(row: Row) -> str:
+    if row.low is None or row.high is None:
+        return "-"
+    return f"{row.low:.2f}-{row.high:.2f}"
+
+
+def rule_text(comp: Comparison) -> list[str]:
+    """The decision rule as implemented, with the numbers this comparison used."""
+    level = f"{comp.level * 100:.4g} %"
+    return [
+        f"Times and peak memory: ratio of medians B/A over {comp.tested} noisy measures, "
+        + ("divided by the common factor of its family, " if comp.drift else "")
+        + f"with a {level} interval (two-level bootstrap: passes, then samples within a "
+        f"pass; Benjamini-Hochberg at alpha {comp.alpha:g} across all {comp.tested} measures, "
+        "false-coverage-rate adjusted). Flagged only when the whole interval lies beyond "
+        f"{comp.threshold:g} % (times) or {comp.memory_threshold:g} % (memory, changes under "
+        f"{MEMORY_FLOOR_BYTES // 2**20} MiB ignored); inside both bounds: same; otherwise, or "
+        "with fewer than 2 passes a side: inconclusive, which never fails the gate.",
+        "File sizes and fidelity scores are deterministic: any change is flagged.",
+    ]
+
+
+def drift_text(comp: Comparison) -> str:
+    names = {"memory_copy_bps": "memory copy", "page_cache_read_bps": "page-cache read",
+             "cold_read_bps": "cold read", "write_fsync_bps": "write+fsync"}
+    parts = [f"{k} x{v:.2f}" for k, v in sorted(comp.factors.items())]
+    cal = [f"{names.get(k, k)} x{v:.2f}" for k, v in sorted(comp.calibration.items())]
+    text = "common factors B/A: " + (", ".join(parts) or "none")
+    return text + ("; calibration B/A: " + ", ".join(cal) if cal else "")
+
 
 def print_comparisons(comparisons: list[Comparison], show_all: bool = False, console=None
                       ) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    console = console or Console(width=None if Console().is_terminal else 200)
+    console = console or Console(width=80 if not Console().is_terminal else None)
     for comp in comparisons:
-        rows = comp.rows if show_all else comp.flagged()
-        columns = ["cell", "measure", "A", "B", "B/A"]
+        console.rule()
+        console.print(f"A = {comp.a_path}\nB = {comp.b_path}", highlight=False)
         if comp.cross_machine:
-            columns.append("B/A normalised")
-        table = Table(*columns, "p", "change",
-                      title=f"B = {comp.b_path} ({comp.b_machine}) vs A = {comp.a_path} "
-                            f"({comp.a_machine})")
-        for r in rows:
-            colour = {"worse": "red", "better": "green"}.get(r.flag, "")
-            cells = [r.cell_id, r.key, r.a.text(), r.b.text(), Num(r.ratio, "x").text()]
-            if comp.cross_machine:
-                cells.append(Num(r.normalised, "x").text())
-            cells += ["-" if r.p_value is None else f"{r.p_value:.3g}",
-                      f"[{colour}]{r.flag}[/{colour}]" if colour else ""]
-            table.add_row(*cells)
-        console.print(table)
-        console.print(f"{len(comp.rows)} measures compared in "
-                      f"{len({r.cell_id for r in comp.rows})} matching cells; "
-                      f"{len(comp.flagged())} changed by more than {comp.threshold:g} %"
-                      + ("" if show_all else " (shown; --all for every measure)"),
+            console.print(f"different machines: A {comp.a_machine}, B {comp.b_machine}",
+                          highlight=False)
+        for line in rule_text(comp):
+            console.print(line, highlight=False)
+        console.print(drift_text(comp), highlight=False)
+        for family, factor in comp.shared_shift().items():
+            console.print(f"[yellow]every {family} moved x{factor:.2f} together[/yellow]: "
+                          "the machine (see calibration) or a change shared by all formats; "
+                          "cells are judged relative to it", highlight=False)
+        rows = comp.ordered() if show_all else comp.flagged()
+        if rows:
+            table = Table("change", "measure", "B/A*", "interval", "cell", box=None,
+                          pad_edge=False, header_style="bold")
+            for r in sorted(rows, key=comp.ordered().index):
+                colour = {"worse": "red", "better": "green"}.get(r.verdict, "")
+                verdict = f"[{colour}]{r.verdict}[/{colour}]" if colour else r.verdict
+                shown = r.relative if r.relative is not None else r.ratio
+                table.add_row(verdict, r.key, ratio_text(shown), interval_text(r),
+                              short_cell(r.cell_id))
+            console.print(table)
+        if rows:
+            console.print("* relative to the family's common factor when one was used",
+                          highlight=False)
+        counts = comp.counts()
+        console.print(f"{len(comp.rows)} measures in {len({r.cell_id for r in comp.rows})} "
+                      f"matching cells: {counts['worse']} worse, {counts['better']} better, "
+                      f"{counts['same']} same, {counts['inconclusive']} inconclusive"
+                      + ("" if show_all else " (--all lists every measure)"),
                       highlight=False)
         for cid, sa, sb in comp.status_changes:
             console.print(f"[yellow]status changed[/yellow] {cid}: {sa} -> {sb}",
@@ -290,5 +405,7 @@ def write_html(comparisons: list[Comparison], path: Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(environment().get_template("compare.html.j2").render(
-        comparisons=comparisons, alpha=ALPHA), encoding="utf-8")
+        comparisons=comparisons, rule_text=rule_text, drift_text=drift_text,
+        interval_text=interval_text, ratio_text=ratio_text),
+        encoding="utf-8")
     return path

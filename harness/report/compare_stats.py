@@ -1,0 +1,174 @@
+"""The statistics behind `compare`: is a measure's change between two runs real and large?
+
+On a shared machine the variation between runs dwarfs the variation between samples of one
+run, so the unit of evidence is the pass (`run --runs K`), as in Kalibera & Jones,
+"Rigorous Benchmarking in Reasonable Time" (ISMM 2013):
+
+- the ratio B/A of the medians (all samples of a side pooled) is estimated with a
+  two-level bootstrap: resample the passes of a side, then the samples within each chosen
+  pass, take the pooled median; the log ratios of the replicates give the interval;
+- a common factor per measure family (how every `load_s` moved, how every `dump_s` moved)
+  is the median of the point log ratios of the family; each measure is judged relative to
+  it, so a machine that is slower overall during run B is not read as a regression. The
+  median, not the mean, so that a real change in a minority of cells does not move it;
+- the test is a minimum-effect test: H0 "the relative change is within the practical
+  threshold"; its bootstrap p-value is the share of replicates on the wrong side of the
+  threshold (plus one, so it is never 0);
+- Benjamini-Hochberg (`scipy.stats.false_discovery_control`) corrects across all measures
+  compared; under the global null it bounds the chance of any false flag by alpha. Each
+  interval is shown at the false-coverage-rate level 1 - R * alpha / m (Benjamini &
+  Yekutieli 2005; R = measures flagged, at least 1), so a measure is flagged exactly when
+  its shown interval lies entirely beyond the threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.stats import false_discovery_control
+
+ALPHA = 0.05
+MIN_PASSES = 2  # per side: with one pass the between-run variation is unknown
+MIN_SAMPLES = 3  # per side, over all passes
+FIRST_BOOTSTRAP = 1000
+CANDIDATE_P = 0.02  # first-round p below this gets enough replicates to reach alpha / m
+_MAX_CHUNK = 4_000_000  # bootstrap values held in memory at once
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One measure of one cell on both sides, as the test sees it."""
+
+    a: Sequence[Sequence[float]]  # per-pass samples of run A
+    b: Sequence[Sequence[float]]
+    lower_is_better: bool
+    threshold: float  # practical threshold as a fraction: 0.10 = 10 %
+    log_factor: float = 0.0  # common factor of the family, log; the measure is judged relative
+    offset: float = 0.0  # added to both sides (memory: a floor, so 0 -> 4 kB is no change)
+
+
+@dataclass
+class Judgement:
+    ratio: float  # B/A of the pooled medians
+    relative: float  # ratio / common factor
+    low: float | None = None  # interval of `relative`
+    high: float | None = None
+    p_value: float | None = None  # BH-adjusted
+    verdict: str = "inconclusive"  # "worse", "better", "same", "inconclusive"
+    reason: str = ""
+
+
+def pooled_median(passes: Sequence[Sequence[float]]) -> float:
+    return float(np.median(np.concatenate([np.asarray(p, float) for p in passes])))
+
+
+def enough(passes: Sequence[Sequence[float]]) -> str:
+    """Why this side is too thin to judge a noisy measure, or "" when it is not."""
+    passes = [p for p in passes if len(p)]
+    if len(passes) < MIN_PASSES:
+        return f"{len(passes)} pass on a side (need {MIN_PASSES}: run --runs 3)"
+    if sum(map(len, passes)) < MIN_SAMPLES:
+        return f"fewer than {MIN_SAMPLES} samples on a side"
+    return ""
+
+
+def bootstrap_medians(passes: Sequence[Sequence[float]], n_boot: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """Two-level bootstrap replicates of the pooled median: passes, then samples in a pass."""
+    passes = [p for p in passes if len(p)]
+    sizes = np.array([len(p) for p in passes])
+    k, widest = len(passes), int(sizes.max())
+    padded = np.full((k, widest), np.nan)
+    for i, p in enumerate(passes):
+        padded[i, :len(p)] = p
+    out = np.empty(n_boot)
+    chunk = max(1, _MAX_CHUNK // (k * widest))
+    for start in range(0, n_boot, chunk):
+        n = min(chunk, n_boot - start)
+        chosen = rng.integers(0, k, size=(n, k))
+        counts = sizes[chosen]
+        picks = (rng.random((n, k, widest)) * counts[..., None]).astype(np.intp)
+        values = padded[chosen[..., None], picks]
+        values[np.arange(widest) >= counts[..., None]] = np.nan  # beyond a short pass
+        ordered = np.sort(values.reshape(n, -1), axis=1)  # NaN sorts last
+        valid = counts.sum(axis=1)[:, None]
+        middle = np.take_along_axis(ordered, np.hstack([(valid - 1) // 2, valid // 2]), axis=1)
+        out[start:start + n] = middle.mean(axis=1)
+    return out
+
+
+def _log_ratios(ev: Evidence, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    a = bootstrap_medians(ev.a, n_boot, rng) + ev.offset
+    b = bootstrap_medians(ev.b, n_boot, rng) + ev.offset
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logs = np.log(b) - np.log(a) - ev.log_factor
+    return np.nan_to_num(logs, nan=0.0, posinf=50.0, neginf=-50.0)
+
+
+def _p_value(logs: np.ndarray, limit: float) -> float:
+    """Two-sided minimum-effect p: the smaller tail beyond +-limit, never 0."""
+    n = len(logs)
+    above = (1 + np.count_nonzero(logs <= limit)) / (n + 1)  # H0 of "worse by > limit"
+    below = (1 + np.count_nonzero(logs >= -limit)) / (n + 1)
+    return min(1.0, 2 * min(above, below))
+
+
+def judge_all(evidence: Sequence[Evidence], alpha: float = ALPHA, seed: int = 0
+              ) -> tuple[list[Judgement], float]:
+    """Judge every measure together; returns the judgements and the interval level used.
+
+    Measures too thin to judge are "inconclusive" and take no part in the correction.
+    """
+    rng = np.random.default_rng(seed)
+    out: list[Judgement] = []
+    tested: list[tuple[int, np.ndarray, float]] = []
+    for ev in evidence:
+        ratio = _ratio(pooled_median(ev.a) + ev.offset, pooled_median(ev.b) + ev.offset)
+        judgement = Judgement(ratio, ratio / math.exp(ev.log_factor) if ratio else ratio)
+        out.append(judgement)
+        judgement.reason = enough(ev.a) or enough(ev.b)
+        if not judgement.reason:
+            tested.append((len(out) - 1, _log_ratios(ev, FIRST_BOOTSTRAP, rng),
+                           math.log1p(ev.threshold)))
+    m = len(tested)
+    if not m:
+        return out, 1 - alpha
+    raw = np.array([_p_value(logs, limit) for _, logs, limit in tested])
+    # Enough replicates that the smallest p can reach alpha / m where it matters.
+    wanted = math.ceil(4 * m / alpha)
+    for j, (i, logs, limit) in enumerate(tested):
+        if raw[j] <= CANDIDATE_P and wanted > len(logs):
+            logs = _log_ratios(evidence[i], wanted, rng)
+            tested[j] = (i, logs, limit)
+            raw[j] = _p_value(logs, limit)
+    adjusted = false_discovery_control(raw, method="bh")
+    flagged = int(np.count_nonzero(adjusted <= alpha))
+    level = alpha * max(flagged, 1) / m  # false-coverage-rate adjusted intervals
+    for j, (i, logs, limit) in enumerate(tested):
+        judgement = out[i]
+        lo, hi = np.quantile(logs, [level / 2, 1 - level / 2])
+        judgement.low, judgement.high = math.exp(lo), math.exp(hi)
+        judgement.p_value = float(adjusted[j])
+        worse_if_up = evidence[i].lower_is_better
+        if adjusted[j] <= alpha and (lo > limit or hi < -limit):
+            judgement.verdict = "worse" if (lo > limit) == worse_if_up else "better"
+        elif -limit <= lo and hi <= limit:
+            judgement.verdict = "same"
+        else:
+            judgement.reason = "interval crosses the threshold"
+    return out, 1 - level
+
+
+def _ratio(a: float, b: float) -> float:
+    if a == 0:
+        return 1.0 if b == 0 else math.inf
+    return b / a
+
+
+def common_factor(log_ratios: Sequence[float]) -> float:
+    """How a family of timings moved together: the median log ratio (0 when none)."""
+    finite = [x for x in log_ratios if math.isfinite(x)]
+    return float(np.median(finite)) if finite else 0.0

@@ -1,0 +1,102 @@
+"""Repeated passes: folded into one record per cell, interleaved, resumable, splittable."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.experiments import roundtrip
+from harness.passes import add_pass, passes_done, split_passes
+from harness.results import read
+from harness.runner import RunOptions, run
+
+
+def _pass(load: list[float], peak: list[int], status: str = "ok", **extra) -> dict:
+    record = {"cell_id": "roundtrip/m/small/pickle", "experiment": "roundtrip", "model": "m",
+              "size": "small", "format": "pickle", "status": status, "elapsed_s": 1.0}
+    if status != "ok":
+        return {**record, "reason": "load_step: boom"}
+    return {**record,
+            "load_s": {"min": min(load), "median": sorted(load)[len(load) // 2],
+                       "max": max(load), "n": len(load)},
+            "load_s_samples": load, "load_peak_rss_bytes": sorted(peak)[len(peak) // 2],
+            "load_peak_rss_samples_bytes": peak, "file_bytes": 100, "roundtrip_equal": True,
+            "latency": [{"batch": 1, "median_s": load[0], "samples_s": load}], **extra}
+
+
+def test_passes_fold_into_one_record_with_per_pass_samples():
+    record = None
+    for load, peak in (([1.0, 2.0, 3.0], [10, 20, 30]), ([4.0, 5.0, 6.0], [40, 50, 60])):
+        record = add_pass(record, _pass(load, peak))
+    assert record["pass_status"] == ["ok", "ok"] and passes_done(record) == 2
+    stats = record["load_s"]
+    assert stats["passes"] == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert (stats["min"], stats["median"], stats["max"], stats["n"]) == (1.0, 3.5, 6.0, 6)
+    assert stats["samples"] == record["load_s_samples"] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert record["load_peak_rss_bytes_passes"] == [[10, 20, 30], [40, 50, 60]]
+    assert record["load_peak_rss_bytes"] == 35 and isinstance(record["load_peak_rss_bytes"], int)
+    assert record["file_bytes"] == 100 and record["file_bytes_passes"] == [[100], [100]]
+    assert record["latency"][0]["median_s_passes"] == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert record["latency"][0]["batch"] == 1 and record["elapsed_s"] == 2.0
+    assert record["status"] == "ok" and "reason" not in record
+
+
+def test_a_failed_pass_marks_the_cell_and_adds_no_measures():
+    record = add_pass(None, _pass([1.0, 2.0], [0, 0]))
+    record = add_pass(record, _pass([], [], status="crashed"))
+    record = add_pass(record, _pass([3.0, 4.0], [0, 0], roundtrip_equal=False))
+    assert record["pass_status"] == ["ok", "crashed", "ok"]
+    assert record["status"] == "crashed" and record["reason"].startswith("pass 2: ")
+    assert record["load_s"]["passes"] == [[1.0, 2.0], [3.0, 4.0]]
+    assert record["roundtrip_equal"] is False  # must hold on every pass
+
+
+def test_a_single_pass_record_is_continued():
+    plain = _pass([1.0, 2.0, 3.0], [0, 0, 0])
+    assert passes_done(plain) == 1 and passes_done(None) == 0
+    record = add_pass(plain, _pass([4.0, 5.0, 6.0], [0, 0, 0]))
+    assert record["load_s"]["passes"] == [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]
+    assert record["pass_status"] == ["ok", "ok"]
+
+
+def test_split_passes_gives_two_halves_of_one_run():
+    record = None
+    for k in range(4):
+        record = add_pass(record, _pass([k + 1.0, k + 1.5], [k, k]))
+    first, second = split_passes({"cells": [record], "run": {}})
+    assert first["cells"][0]["load_s"]["passes"] == [[1.0, 1.5], [2.0, 2.5]]
+    assert second["cells"][0]["load_s"]["median"] == pytest.approx(3.75)
+    assert second["cells"][0]["load_peak_rss_bytes_passes"] == [[2, 2], [3, 3]]
+
+
+@pytest.mark.slow
+def test_runs_are_interleaved_and_resume_mid_pass(tmp_path, monkeypatch):
+    cells = roundtrip.plan(["logreg"], ["small"], ["pickle", "skops"], {"repeat": 1, "seed": 0})
+    cells += roundtrip.plan(["logreg"], ["small"], ["joblib-mmap"], {"repeat": 1, "seed": 0})
+    order: list[str] = []
+    import harness.runner as runner
+
+    real = runner.run_cell
+
+    def spy(cell, workdir, timeout_s):
+        order.append(cell.cell_id.rsplit("/", 1)[1])
+        if len(order) == 4:
+            raise KeyboardInterrupt
+        return real(cell, workdir, timeout_s)
+
+    monkeypatch.setattr(runner, "run_cell", spy)
+    out = tmp_path / "r.json"
+    options = RunOptions(output=out, timeout_s=60, calibrate=False, argv=["pytest"], runs=2)
+    with pytest.raises(KeyboardInterrupt):
+        run(cells, options)
+    assert order == ["pickle", "skops", "joblib-mmap", "pickle"]  # pass 1 over every cell
+    assert {c["cell_id"]: passes_done(c) for c in read(out)["cells"]} == {
+        c.cell_id: 1 for c in cells}
+    order.clear()
+    monkeypatch.setattr(runner, "run_cell", real)
+    done = run(cells, RunOptions(output=out, resume=True, timeout_s=60, calibrate=False,
+                                 argv=["pytest"], runs=2)).data
+    assert len(done["cells"]) == 3 and done["run"]["runs"] == 2
+    for cell in done["cells"]:
+        assert cell["pass_status"] == ["ok", "ok"], cell.get("reason")
+        assert len(cell["load_s"]["passes"]) == 2 and cell["load_s"]["n"] == 2
+    assert len(done["run"]["passes_finished"]) == 2 and len(done["run"]["resumed"]) == 1
