@@ -126,13 +126,17 @@ def families_of(key: str) -> tuple[str, ...]:
     return ()
 
 
-def method_of(key: str, run_methods: dict | None) -> dict[str, str]:
-    """The methods behind one measure, from its run's `run.methods` (absent: unknown)."""
-    known = run_methods or {}
-    return {family: known.get(family, "unrecorded") for family in families_of(key)}
+def run_methods(run: dict) -> dict[str, str]:
+    """A run's methods; older results files recorded only the peak-memory method."""
+    if run.get("methods"):
+        return run["methods"]
+    return {"peak_memory": run["peak_memory_method"]} if run.get("peak_memory_method") else {}
 
 
 def differing(key: str, a: dict | None, b: dict | None) -> dict[str, tuple[str, str]]:
-    """Families whose method differs between two runs for this measure: not comparable."""
-    ma, mb = method_of(key, a), method_of(key, b)
-    return {f: (ma[f], mb[f]) for f in ma if ma[f] != mb[f]}
+    """Families whose recorded method differs between two runs for this measure.
+
+    A family one side did not record cannot be told apart: it is not reported as differing.
+    """
+    a, b = a or {}, b or {}
+    return {f: (a[f], b[f]) for f in families_of(key) if f in a and f in b and a[f] != b[f]}

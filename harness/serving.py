@@ -22,6 +22,7 @@ import contextlib
 import importlib
 import io
 import json
+import math
 import os
 import pickle
 import subprocess
@@ -54,16 +55,17 @@ def modules_of(obj: Any) -> list[str]:
     (the audit's walker): nothing is rebuilt, so no `__setstate__` runs and a big model
     costs a scan of its pickle, not a second copy.
     """
-    from harness.audit_pickle import PickleWalk, walk_stream
-
-    class ModuleWalk(PickleWalk):
-        def add_import(self, ref, pos: int | None) -> None:
-            self.imports.append(ref.module)
+    from harness.audit.budget import Budget
+    from harness.audit.opcodes import Source
+    from harness.audit.walker import PickleWalk, walk_stream
 
     data = pickle.dumps(obj, protocol=5, buffer_callback=lambda buffer: None)
-    walk = ModuleWalk()
-    walk_stream(io.BytesIO(data), walk)
-    return sorted(set(walk.imports))
+    # The harness's own model, not an untrusted file: no budget, whatever its size.
+    unbounded = Budget(opcodes=2**62, memo=2**62, nesting=2**62, retained=2**62,
+                       seconds=math.inf, rss_bytes=2**62)
+    walk = PickleWalk(budget=unbounded, buffers_held_by_caller=True)
+    walk_stream(Source(io.BytesIO(data), seekable=True, limit=len(data)), walk)
+    return sorted({module for module, _ in walk.names})
 
 
 FORMAT_MODULES = {"joblib": ["joblib"], "cloudpickle": ["cloudpickle"], "skops": ["skops.io"]}

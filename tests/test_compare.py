@@ -186,6 +186,25 @@ def test_across_machines_times_are_normalised_by_bandwidth(pair):
     assert _row(comp, SIZE, "file_bytes").normalised is None
 
 
+def test_figures_taken_with_different_methods_are_shown_not_ratioed(pair):
+    from harness import methods
+
+    a, b = pair
+    a["run"]["methods"] = methods.methods(methods.probe())
+    b["run"]["methods"] = methods.methods(methods.SIMULATED["darwin"])
+    b["machine"]["machine_id"] = "macos-arm64"
+    cell = next(c for c in _timed_cells(a) if c.get("load_peak_rss_bytes"))
+    _cell(b, cell["cell_id"])["load_peak_rss_bytes"] = cell["load_peak_rss_bytes"] * 100
+    comp = compare(a, b)
+    peak = _row(comp, cell["cell_id"], "load_peak_rss_bytes")
+    assert peak.verdict == "method differs" and not peak.flag
+    assert "clear_refs-vmhwm (A) vs rss-sampled-1ms (B)" in peak.note
+    assert comp.regressions() == [r for r in comp.regressions() if "peak_rss" not in r]
+    # Timings share the allocator on both sides: still compared.
+    assert _row(comp, FASTER, "load_s").verdict != "method differs"
+    assert comp.counts()["method differs"] > 0
+
+
 def _cli(*argv: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "harness", "compare", *argv],
                           capture_output=True, text=True, timeout=120)

@@ -146,6 +146,9 @@ class PickleWalk:
     retained: int = 0
     wrapper_seen: bool = False
     names: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # name -> uses
+    # A pickle the harness wrote itself with its arrays out of band (to list the modules a
+    # server must import): NEXT_BUFFER is an array, not a file asking for what it lacks.
+    buffers_held_by_caller: bool = False
 
     def flag(self, kind: str, name: str, reason: str, pos: int | None) -> None:
         self.findings.append(Finding(kind, name, reason, pos, self.loader))
@@ -510,6 +513,9 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
                       "the loading program, not by the file", pos)
             stack.append(Opaque())
         elif name == "NEXT_BUFFER":
-            raise StreamError("out-of-band buffer: loading needs buffers the file does not hold")
+            if not walk.buffers_held_by_caller:
+                raise StreamError("out-of-band buffer: loading needs buffers the file does "
+                                  "not hold")
+            stack.append(Opaque())
         else:  # the remaining opcodes push their argument (ints, floats, strings, bytes)
             stack.append(arg)

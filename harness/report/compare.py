@@ -26,6 +26,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.methods import differing, run_methods
 from harness.passes import PASSES_SUFFIX, is_stats, measure_kind, samples_key
 from harness.report.compare_stats import ALPHA, Evidence, common_factor, judge_all
 from harness.report.values import Num
@@ -34,6 +35,7 @@ TIME_THRESHOLD_PCT = 10.0
 MEMORY_THRESHOLD_PCT = 5.0
 MEMORY_FLOOR_BYTES = 2**20
 MIN_FAMILY = 5  # measures a family needs for its own common factor
+METHOD_DIFFERS = "method differs"  # taken differently on each side: shown, never ratioed
 META = {"cell_id", "experiment", "model", "size", "format", "variant", "status", "reason",
         "elapsed_s", "overhead", "pass_status"}
 
@@ -170,12 +172,12 @@ class Comparison:
 
     def ordered(self) -> list[Row]:
         """Flagged first (worst first), then inconclusive, then the rest."""
-        rank = {"worse": 0, "better": 1, "inconclusive": 2}
+        rank = {"worse": 0, "better": 1, "inconclusive": 2, METHOD_DIFFERS: 3}
         return sorted(self.rows, key=lambda r: (rank.get(r.verdict, 3), -abs(r.worse_by)
                                                  if math.isfinite(r.worse_by) else -math.inf))
 
     def counts(self) -> dict[str, int]:
-        out = {"worse": 0, "better": 0, "same": 0, "inconclusive": 0}
+        out = {"worse": 0, "better": 0, "same": 0, "inconclusive": 0, METHOD_DIFFERS: 0}
         for r in self.rows:
             out[r.verdict] += 1
         return out
@@ -250,6 +252,7 @@ def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
     out.calibration = {k: cal_b[k] / cal_a[k] for k in cal_a
                        if k.endswith("_bps") and cal_a.get(k) and cal_b.get(k)}
     pairs: list[tuple[str, Measure, Measure]] = []
+    methods_a, methods_b = run_methods(a["run"]), run_methods(b["run"])
     for cid, ca in cells_a.items():
         cb = cells_b.get(cid)
         if cb is None:
@@ -259,7 +262,14 @@ def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
         if ca["status"] != "ok" or cb["status"] != "ok":
             continue
         mb = measures(cb)
-        pairs += [(cid, ma, mb[key]) for key, ma in measures(ca).items() if key in mb]
+        for key, ma in measures(ca).items():
+            if key not in mb:
+                continue
+            diff = differing(key, methods_a, methods_b)
+            if diff:
+                out.rows.append(_apart_row(cid, ma, mb[key], diff))
+            else:
+                pairs.append((cid, ma, mb[key]))
     out.factors = _factors(pairs) if drift else {}
     noisy = [(cid, ma, mb) for cid, ma, mb in pairs if ma.noisy]
     judgements, out.level = judge_all([_evidence(ma, mb, out) for _, ma, mb in noisy], alpha)
@@ -283,6 +293,14 @@ def _worse_by(ratio: float, lower_is_better: bool) -> float:
     if lower_is_better:
         return ratio - 1
     return math.inf if ratio == 0 else 1 / ratio - 1
+
+
+def _apart_row(cid: str, ma: Measure, mb: Measure, diff: dict[str, tuple[str, str]]) -> Row:
+    """Both figures, no ratio: they were taken with different methods."""
+    how = "; ".join(f"{family}: {a} (A) vs {b} (B)" for family, (a, b) in diff.items())
+    return Row(cid, ma.key, Num(ma.value, ma.unit), Num(mb.value, mb.unit), math.nan, None,
+               None, 0.0, False, verdict=METHOD_DIFFERS,
+               passes=(len(ma.passes), len(mb.passes)), note=how)
 
 
 def _row(cid: str, ma: Measure, mb: Measure, judgement, cal_a: dict, cal_b: dict,
@@ -316,7 +334,7 @@ def short_cell(cell_id: str) -> str:
 
 
 def ratio_text(x: float | None, digits: int = 2) -> str:
-    if x is None:
+    if x is None or math.isnan(x):
         return "-"
     return f"{x:.{digits}f}" if math.isfinite(x) else "inf"
 
@@ -389,6 +407,8 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
         console.print(f"{len(comp.rows)} measures in {len({r.cell_id for r in comp.rows})} "
                       f"matching cells: {counts['worse']} worse, {counts['better']} better, "
                       f"{counts['same']} same, {counts['inconclusive']} inconclusive"
+                      + (f", {counts[METHOD_DIFFERS]} taken with different methods (not "
+                         "compared)" if counts[METHOD_DIFFERS] else "")
                       + ("" if show_all else " (--all lists every measure)"),
                       highlight=False)
         for cid, sa, sb in comp.status_changes:

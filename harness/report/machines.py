@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.methods import differing
+from harness.methods import differing, run_methods
 from harness.report.data import MachineResults
 from harness.report.values import Hover, Num, median
 from harness.report.views import Table
@@ -44,10 +44,10 @@ def _label(mr: MachineResults) -> str:
 
 
 def _run_methods(mr: MachineResults) -> dict:
-    """The methods of the machine's latest run that recorded them (older runs: unrecorded)."""
+    """The methods of the machine's latest run that recorded any."""
     for run in reversed(mr.runs):
-        if run.get("methods"):
-            return run["methods"]
+        if run_methods(run):
+            return run_methods(run)
     return {}
 
 
