@@ -39,6 +39,8 @@ PRELOAD = (
     "joblib", "cloudpickle", "skops.io", "onnxruntime", "skl2onnx", "lz4.frame",
     "harness.formats", "harness.models", "harness.experiments.compat",
 )
+# Called once after the imports: answers every child would otherwise compute again.
+WARM_UP = ("harness.experiments.compat:library_versions",)
 READY_TIMEOUT_S = 600.0
 PARENT_CHECK_S = 5.0
 
@@ -127,6 +129,9 @@ def serve(options: dict) -> None:
         for module in PRELOAD:
             with contextlib.suppress(ImportError):
                 importlib.import_module(module)
+    for target in WARM_UP:
+        module, _, name = target.partition(":")
+        getattr(importlib.import_module(module), name)()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(options["socket"])
     listener.listen(4)
