@@ -31,13 +31,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Imported once by every server: what a save or a load would otherwise import per file.
-# A module an older environment lacks is skipped; the load that needs it reports it.
+# The caller adds what its formats need (`running(..., preload=)`): skops.io and skl2onnx
+# alone take seconds to import. A module an older environment lacks is skipped; the load
+# that needs it reports it.
 PRELOAD = (
     "numpy", "scipy.sparse", "sklearn", "sklearn.decomposition", "sklearn.ensemble",
     "sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.neighbors",
     "sklearn.neural_network", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.svm",
-    "joblib", "cloudpickle", "skops.io", "onnxruntime", "skl2onnx", "lz4.frame",
-    "harness.formats", "harness.models", "harness.experiments.compat",
+    "joblib", "cloudpickle", "harness.formats", "harness.models", "harness.experiments.compat",
 )
 # Called once after the imports: answers every child would otherwise compute again.
 WARM_UP = ("harness.experiments.compat:library_versions",)
@@ -126,7 +127,7 @@ def serve(options: dict) -> None:
     parent = os.getppid()
     with warnings.catch_warnings():  # import-time notices are not what a load said
         warnings.simplefilter("ignore")
-        for module in PRELOAD:
+        for module in [*PRELOAD, *options.get("preload", ())]:
             with contextlib.suppress(ImportError):
                 importlib.import_module(module)
     for target in WARM_UP:
@@ -185,9 +186,10 @@ def _await_ready(proc: subprocess.Popen, log: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def running(envs: list[dict]) -> Iterator[list[dict]]:
-    """One server per usable environment for the duration of a matrix; yields the
-    environments with `server` (its socket) or `server_error` added, and their start time."""
+def running(envs: list[dict], preload: tuple[str, ...] = ()) -> Iterator[list[dict]]:
+    """One server per usable environment for the duration of a matrix, importing `preload`
+    besides `PRELOAD`; yields the environments with `server` (its socket) or `server_error`
+    added, and their start time."""
     directory = Path(tempfile.mkdtemp(prefix="pb-srv-"))  # short: socket paths are limited
     started: list[tuple[dict, subprocess.Popen | None, Path, float]] = []
     try:
@@ -198,7 +200,8 @@ def running(envs: list[dict]) -> Iterator[list[dict]]:
             sock, log = directory / f"{index}.sock", directory / f"{index}.log"
             with open(log, "w") as err:
                 proc = subprocess.Popen(
-                    command(env["python"], "harness.env_server:serve", {"socket": str(sock)}),
+                    command(env["python"], "harness.env_server:serve",
+                            {"socket": str(sock), "preload": list(preload)}),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
                     env=_child_env())
             started.append((env, proc, log, time.monotonic()))

@@ -39,6 +39,14 @@ MANIFEST = "saved.json"
 # not mistaken for something the load itself said.
 LOADER_MODULES = {"joblib": ("joblib",), "cloudpickle": ("cloudpickle",), "skops": ("skops.io",),
                   "skl2onnx+onnxruntime": ("onnxruntime",)}
+SAVER_MODULES = {"skl2onnx+onnxruntime": ("skl2onnx",)}
+
+
+def server_preload(formats: list[str]) -> tuple[str, ...]:
+    """What the environments' servers import for these formats, besides scikit-learn."""
+    libraries = {FORMATS[name].library for name in formats}
+    return tuple(dict.fromkeys(module for lib in sorted(libraries) for module in
+                               (*LOADER_MODULES.get(lib, ()), *SAVER_MODULES.get(lib, ()))))
 
 
 class EnvironmentUnavailable(RuntimeError):
