@@ -102,11 +102,12 @@ def _serve_one(listener: socket.socket, conn: socket.socket) -> None:
         conn.close()
         os._exit(_run_child(request))
     try:
-        code = _wait(pid, conn)
-    finally:  # the server is being stopped: its child goes with it
+        code = _wait(pid, conn)  # reaps the child
+    except BaseException:  # the server is being stopped: its child goes with it
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+        raise
     if code is not None:
         with contextlib.suppress(OSError):  # the caller may be gone by now
             conn.sendall(json.dumps({"returncode": code}).encode() + b"\n")
@@ -146,7 +147,10 @@ def serve(options: dict) -> None:
             continue
         with conn:
             conn.settimeout(None)
-            _serve_one(listener, conn)
+            try:
+                _serve_one(listener, conn)
+            except Exception:  # one bad request must not stop the server: its caller sees
+                traceback.print_exc()  # the connection close without an answer
 
 
 # ------------------------------------------------------------------------ in the harness
