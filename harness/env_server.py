@@ -31,14 +31,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # Imported once by every server: what a save or a load would otherwise import per file.
-# A module an older environment lacks is skipped; the load that needs it reports it.
+# The caller adds what its formats need (`running(..., preload=)`): skops.io and skl2onnx
+# alone take seconds to import. A module an older environment lacks is skipped; the load
+# that needs it reports it.
 PRELOAD = (
     "numpy", "scipy.sparse", "sklearn", "sklearn.decomposition", "sklearn.ensemble",
     "sklearn.feature_extraction.text", "sklearn.linear_model", "sklearn.neighbors",
     "sklearn.neural_network", "sklearn.pipeline", "sklearn.preprocessing", "sklearn.svm",
-    "joblib", "cloudpickle", "skops.io", "onnxruntime", "skl2onnx", "lz4.frame",
-    "harness.formats", "harness.models", "harness.experiments.compat",
+    "joblib", "cloudpickle", "harness.formats", "harness.models", "harness.experiments.compat",
 )
+# Called once after the imports: answers every child would otherwise compute again.
+WARM_UP = ("harness.experiments.compat:library_versions",)
 READY_TIMEOUT_S = 600.0
 PARENT_CHECK_S = 5.0
 
@@ -99,11 +102,12 @@ def _serve_one(listener: socket.socket, conn: socket.socket) -> None:
         conn.close()
         os._exit(_run_child(request))
     try:
-        code = _wait(pid, conn)
-    finally:  # the server is being stopped: its child goes with it
+        code = _wait(pid, conn)  # reaps the child
+    except BaseException:  # the server is being stopped: its child goes with it
         with contextlib.suppress(ProcessLookupError, ChildProcessError):
             os.kill(pid, signal.SIGKILL)
             os.waitpid(pid, 0)
+        raise
     if code is not None:
         with contextlib.suppress(OSError):  # the caller may be gone by now
             conn.sendall(json.dumps({"returncode": code}).encode() + b"\n")
@@ -124,9 +128,12 @@ def serve(options: dict) -> None:
     parent = os.getppid()
     with warnings.catch_warnings():  # import-time notices are not what a load said
         warnings.simplefilter("ignore")
-        for module in PRELOAD:
+        for module in [*PRELOAD, *options.get("preload", ())]:
             with contextlib.suppress(ImportError):
                 importlib.import_module(module)
+    for target in WARM_UP:
+        module, _, name = target.partition(":")
+        getattr(importlib.import_module(module), name)()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(options["socket"])
     listener.listen(4)
@@ -140,7 +147,10 @@ def serve(options: dict) -> None:
             continue
         with conn:
             conn.settimeout(None)
-            _serve_one(listener, conn)
+            try:
+                _serve_one(listener, conn)
+            except Exception:  # one bad request must not stop the server: its caller sees
+                traceback.print_exc()  # the connection close without an answer
 
 
 # ------------------------------------------------------------------------ in the harness
@@ -180,9 +190,10 @@ def _await_ready(proc: subprocess.Popen, log: Path) -> str | None:
 
 
 @contextlib.contextmanager
-def running(envs: list[dict]) -> Iterator[list[dict]]:
-    """One server per usable environment for the duration of a matrix; yields the
-    environments with `server` (its socket) or `server_error` added, and their start time."""
+def running(envs: list[dict], preload: tuple[str, ...] = ()) -> Iterator[list[dict]]:
+    """One server per usable environment for the duration of a matrix, importing `preload`
+    besides `PRELOAD`; yields the environments with `server` (its socket) or `server_error`
+    added, and their start time."""
     directory = Path(tempfile.mkdtemp(prefix="pb-srv-"))  # short: socket paths are limited
     started: list[tuple[dict, subprocess.Popen | None, Path, float]] = []
     try:
@@ -193,7 +204,8 @@ def running(envs: list[dict]) -> Iterator[list[dict]]:
             sock, log = directory / f"{index}.sock", directory / f"{index}.log"
             with open(log, "w") as err:
                 proc = subprocess.Popen(
-                    command(env["python"], "harness.env_server:serve", {"socket": str(sock)}),
+                    command(env["python"], "harness.env_server:serve",
+                            {"socket": str(sock), "preload": list(preload)}),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
                     env=_child_env())
             started.append((env, proc, log, time.monotonic()))

@@ -280,7 +280,7 @@ def run_matrix(models: list[str], formats: list[str], versions: list[str], run_o
     output.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".persistbench-compat-", dir=output.parent))
     try:
-        with running(envs) as served:
+        with running(envs, experiment.server_preload(formats)) as served:
             plan_options = {"seed": run_options.seed, "environments": served,
                             "artefacts_dir": str(scratch)}
             results = run(experiment.plan(models, ["small"], formats, plan_options),

@@ -228,8 +228,12 @@ def test_matrix_of_two_versions(tmp_path, monkeypatch, two_versions):
 
 
 @pytest.mark.slow
-def test_an_environment_that_cannot_be_built_gives_error_cells(tmp_path, monkeypatch):
+@pytest.mark.parametrize("builder", ["uv", "pip"])
+def test_an_environment_that_cannot_be_built_gives_error_cells(tmp_path, monkeypatch, builder):
+    """Whichever builder ran, its own words say why, and the run goes on."""
     monkeypatch.chdir(tmp_path)
+    if builder == "pip":
+        monkeypatch.setattr(compat, "_uv", lambda: None)
     installed = compat.harness_sklearn()
     out = tmp_path / "compat.json"
     code = cli.main(["compat", "--sklearn", f"0.0.1,{installed}", "--models", "logreg",
@@ -240,7 +244,9 @@ def test_an_environment_that_cannot_be_built_gives_error_cells(tmp_path, monkeyp
     for variant in ("0.0.1->0.0.1", f"0.0.1->{installed}", f"{installed}->0.0.1"):
         assert cells[variant]["status"] == "error"
         assert "scikit-learn==0.0.1" in cells[variant]["reason"]
-        assert "ERROR:" in cells[variant]["reason"]  # pip's own words
+        assert f"{builder} " in cells[variant]["reason"]
+        # the builder's own words
+        assert ("ERROR:" if builder == "pip" else "No solution found") in cells[variant]["reason"]
 
 
 def test_compat_cells_need_the_compat_command():

@@ -18,6 +18,7 @@ model needs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib
 import json
 import signal
@@ -38,6 +39,14 @@ MANIFEST = "saved.json"
 # not mistaken for something the load itself said.
 LOADER_MODULES = {"joblib": ("joblib",), "cloudpickle": ("cloudpickle",), "skops": ("skops.io",),
                   "skl2onnx+onnxruntime": ("onnxruntime",)}
+SAVER_MODULES = {"skl2onnx+onnxruntime": ("skl2onnx",)}
+
+
+def server_preload(formats: list[str]) -> tuple[str, ...]:
+    """What the environments' servers import for these formats, besides scikit-learn."""
+    libraries = {FORMATS[name].library for name in formats}
+    return tuple(dict.fromkeys(module for lib in sorted(libraries) for module in
+                               (*LOADER_MODULES.get(lib, ()), *SAVER_MODULES.get(lib, ()))))
 
 
 class EnvironmentUnavailable(RuntimeError):
@@ -128,7 +137,11 @@ def dump_step(ctx: StepContext) -> dict:
             "file_bytes": entry["file_bytes"], **entry["info"]}
 
 
-def _versions() -> dict:
+@functools.cache
+def library_versions() -> dict:
+    """The reported libraries' versions in this interpreter. Reading package metadata costs a
+    quarter of a second, more than the load itself; an environment does not change during a
+    run, so its server computes them once, before it forks (`harness.env_server.WARM_UP`)."""
     from harness.machine import package_versions
     from harness.version_envs import REPORTED
 
@@ -161,7 +174,7 @@ def save_in_env(args: dict) -> None:
     est, X_eval = load_cached(spec, args["size"], args["seed"])
     X = np.asarray(X_eval)
     np.save(directory / "X.npy", X, allow_pickle=False)
-    versions = _versions()
+    versions = library_versions()
     for name in args["formats"]:
         fmt = FORMATS[name]
         entries[name] = {"status": "started"}
@@ -197,7 +210,7 @@ def load_in_env(args: dict) -> None:
             importlib.import_module(module)
     X = np.load(args["X"], allow_pickle=False)
     path = Path(args["file"])
-    out: dict = {"versions": _versions(), "finished": False}
+    out: dict = {"versions": library_versions(), "finished": False}
     write_atomic(Path(args["result"]), out)  # from here on, a missing answer is a crash
     phase = "load"
     with warnings.catch_warnings(record=True) as caught:
