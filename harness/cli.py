@@ -35,6 +35,12 @@ def _names(text: str | None, valid, what: str) -> list[str] | None:
     return names
 
 
+def _count(text: str) -> int:
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
+    return int(text)
+
+
 def _positive(kind):
     def parse(text: str):
         try:
@@ -106,7 +112,7 @@ def plan_cells(args) -> list:
         spec = user_spec(args.model)  # imports it now: a bad target fails before any work
         user_cells_sizes = list(spec.sizes())
     options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed,
-               "processes": args.processes}
+               "processes": args.processes, "starts": args.starts}
     cells = []
     for name in experiments:
         exp = experiment(name)
@@ -370,6 +376,9 @@ def build_parser() -> Parser:
                         "compare needs 2 or more per side to judge timings")
     p.add_argument("--timeout", type=_positive(float), default=600.0,
                    help="seconds per cell before it is killed (default 600)")
+    p.add_argument("--starts", type=_count, default=3,
+                   help="fresh interpreters per round-trip cell for the server-start "
+                        "measures (default 3; 0 skips them)")
     p.add_argument("--model", help="your own model: package.module:factory returning "
                                    "(fitted_estimator, X_eval)")
     p.add_argument("--seed", type=int, default=0)

@@ -43,7 +43,7 @@ def report_runs(tmp_path_factory) -> dict:
 
     work = tmp_path_factory.mktemp("report-runs")
     runs = [
-        ["--models", "logreg,kneighbors,custom_code", "--repeat", "2",
+        ["--models", "logreg,kneighbors,custom_code", "--repeat", "2", "--starts", "0",
          "--formats", "pickle,pickle-p5,joblib-mmap,cloudpickle,skops,onnx"],
         ["--models", "logreg", "--formats", "joblib,joblib-mmap,onnx", "--repeat", "2",
          "--experiments", "sharing,inference,footprint,security", "--processes", "2",

@@ -10,15 +10,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_plan
 from known_models import PLANTED_FIRST_LOAD_S, READER_BYTES
 
 from harness import measure, noise
-from harness.experiments import Cell, roundtrip
+from harness.experiments import roundtrip
 from harness.formats import FORMATS
 from harness.machine import calibrate
 from harness.measure import PEAK_METHOD, evict_verified, resident_fraction
 from harness.models import resolve_spec, train_into_cache
-from harness.runner import run_cell
+from harness.results import read
 
 SHM = Path("/dev/shm")
 
@@ -128,16 +129,41 @@ def test_noise_readings_and_steal_share(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def cells(tmp_path_factory) -> dict:
-    out = {}
+def run_file(tmp_path_factory) -> Path:
+    """A real run of three known cells: a memory map, its eager twin, a slow first load."""
+    planned = []
     for model, fmt in (("array_reader", "joblib-mmap"), ("array_reader", "pickle-p5"),
                        ("slow_first_load", "pickle-p5")):
-        spec = resolve_spec(f"known_models:{model}")
-        train_into_cache(spec, "custom", 0)
-        cell = Cell("roundtrip", spec.name, "custom", fmt, options={"repeat": 2, "seed": 0})
-        out[(model, fmt)] = record = run_cell(cell, tmp_path_factory.mktemp(fmt), 300)
+        train_into_cache(resolve_spec(f"known_models:{model}"), "custom", 0)
+        planned += roundtrip.plan([f"known_models:{model}"], ["custom"], [fmt],
+                                  {"repeat": 2, "seed": 0})
+    output = tmp_path_factory.mktemp("truth") / "results.json"
+    run_plan(output, planned, timeout_s=300)
+    return output
+
+
+@pytest.fixture(scope="module")
+def cells(run_file) -> dict:
+    out = {}
+    for record in read(run_file)["cells"]:
         assert record["status"] == "ok", record.get("reason")
+        out[(record["model"].split(":")[1], record["format"])] = record
     return out
+
+
+@pytest.mark.slow
+def test_the_run_records_its_allocator_and_noise_and_the_report_shows_them(run_file, tmp_path):
+    from harness.report.html import write_reports
+
+    run = read(run_file)["run"]
+    assert run["allocator"]["name"] in ("default", "tuned")
+    assert run["allocator"]["environment"] == measure.allocator()["environment"]
+    assert run["noise"]["start"]["cpu_affinity"] and run["noise"]["end"]["load_average"]
+    page = write_reports([run_file], tmp_path)[0].read_text()
+    for column in ("first load", "first predict +RSS", "server start: imports",
+                   "server start: load", "label agreement, untied rows"):
+        assert column in page
+    assert "defers work to the first prediction" in page  # the memory map's paged-in array
 
 
 @pytest.mark.slow
