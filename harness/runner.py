@@ -23,7 +23,7 @@ from harness import __version__
 from harness.experiments import Cell, experiment
 from harness.measure import PEAK_METHOD
 from harness.passes import add_pass, passes_done
-from harness.results import ResultsFile, now
+from harness.results import ResultsFile, now, record_failure
 
 # Fixed glibc thresholds: freed blocks go back to the OS instead of being recycled silently,
 # so one phase's leftovers cannot hide the next phase's allocations.
@@ -144,11 +144,7 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
         warnings_seen += outcome.get("warnings", [])
         measures.update(outcome.get("measures", {}))
         if outcome["status"] != "ok":
-            record["status"] = outcome["status"]
-            record["reason"] = f"{step.__name__}: {outcome.get('reason', '')}"
-            for key in ("traceback", "signal"):
-                if key in outcome:
-                    record[key] = outcome[key]
+            record_failure(record, outcome, step.__name__)
             break
     record.update(measures)
     record["overhead"] = overheads
