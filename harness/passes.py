@@ -160,6 +160,8 @@ def add_pass(record: dict | None, new: dict) -> dict:
     merged["pass_status"] = history
     if base.get("status", "ok") != "ok":
         merged["status"], merged["reason"] = base["status"], base.get("reason")
+    elif new["status"] == "unsupported":  # the same on every pass: not measured again
+        merged["status"], merged["reason"] = new["status"], new.get("reason")
     elif new["status"] != "ok":
         record_failure(merged, new, f"pass {len(history)}")
     else:
