@@ -392,18 +392,18 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
             console.print(f"[yellow]every {family} moved x{factor:.2f} together[/yellow]: "
                           "the machine (see calibration) or a change shared by all formats; "
                           "cells are judged relative to it", highlight=False)
-        rows = comp.ordered() if show_all else comp.flagged()
+        rows = comp.ordered() if show_all else [r for r in comp.ordered() if r.flag]
         if rows:
-            table = Table("change", "measure", "B/A*", "interval", "cell", box=None,
+            table = Table("change", "measure", "B/A*", "interval", box=None,
                           pad_edge=False, header_style="bold")
-            for r in sorted(rows, key=comp.ordered().index):
+            table.add_column("cell", overflow="fold")  # long names wrap, never cut
+            for r in rows:
                 colour = {"worse": "red", "better": "green"}.get(r.verdict, "")
                 verdict = f"[{colour}]{r.verdict}[/{colour}]" if colour else r.verdict
                 shown = r.relative if r.relative is not None else r.ratio
                 table.add_row(verdict, r.key, ratio_text(shown), interval_text(r),
                               short_cell(r.cell_id))
             console.print(table)
-        if rows:
             console.print("* relative to the family's common factor when one was used",
                           highlight=False)
         counts = comp.counts()
