@@ -22,6 +22,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from harness.results import record_failure
+
 PASSES_SUFFIX = "_passes"
 HIGHER_IS_BETTER = {"label_agreement"}
 _NOT_MERGED = {"cell_id", "experiment", "model", "size", "format", "variant", "status",
@@ -158,12 +160,10 @@ def add_pass(record: dict | None, new: dict) -> dict:
     merged["pass_status"] = history
     if base.get("status", "ok") != "ok":
         merged["status"], merged["reason"] = base["status"], base.get("reason")
+    elif new["status"] == "unsupported":  # the same on every pass: not measured again
+        merged["status"], merged["reason"] = new["status"], new.get("reason")
     elif new["status"] != "ok":
-        merged["status"] = new["status"]
-        merged["reason"] = f"pass {len(history)}: {new.get('reason', '')}"
-        for key in ("traceback", "signal"):
-            if key in new:
-                merged[key] = new[key]
+        record_failure(merged, new, f"pass {len(history)}")
     else:
         merged["status"] = "ok"
         merged.pop("reason", None)

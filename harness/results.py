@@ -33,6 +33,15 @@ def cell_id(experiment: str, model: str, size: str, fmt: str, variant: str = "")
     return "/".join(parts)
 
 
+def record_failure(record: dict, outcome: dict, where: str) -> None:
+    """Carry a failed outcome's status, reason (prefixed with where it failed) and details."""
+    record["status"] = outcome["status"]
+    record["reason"] = f"{where}: {outcome.get('reason', '')}"
+    for key in ("traceback", "signal"):
+        if key in outcome:
+            record[key] = outcome[key]
+
+
 def write_atomic(path: Path, data: dict) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,7 @@ from harness.measure import PEAK_METHOD, allocator
 from harness.methods import active, methods, start_method
 from harness.noise import noise_snapshot, noise_summary
 from harness.passes import add_pass, passes_done
-from harness.results import ResultsFile, now
+from harness.results import ResultsFile, now, record_failure
 
 TRAIN_TIMEOUT_S = 3600.0
 
@@ -148,11 +148,7 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
         warnings_seen += outcome.get("warnings", [])
         measures.update(outcome.get("measures", {}))
         if outcome["status"] != "ok":
-            record["status"] = outcome["status"]
-            record["reason"] = f"{step.__name__}: {outcome.get('reason', '')}"
-            for key in ("traceback", "signal"):
-                if key in outcome:
-                    record[key] = outcome[key]
+            record_failure(record, outcome, step.__name__)
             break
     record.update(measures)
     record["overhead"] = overheads

@@ -50,6 +50,11 @@ def test_a_failed_pass_marks_the_cell_and_adds_no_measures():
     assert record["roundtrip_equal"] is False  # must hold on every pass
 
 
+def test_an_unsupported_cell_keeps_its_reason():
+    record = add_pass(None, _pass([], [], status="unsupported"))
+    assert record["status"] == "unsupported" and record["reason"] == "load_step: boom"
+
+
 def test_a_single_pass_record_is_continued():
     plain = _pass([1.0, 2.0, 3.0], [0, 0, 0])
     assert passes_done(plain) == 1 and passes_done(None) == 0

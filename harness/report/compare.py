@@ -28,13 +28,18 @@ from pathlib import Path
 
 from harness.methods import differing, run_methods
 from harness.passes import PASSES_SUFFIX, is_stats, measure_kind, samples_key
-from harness.report.compare_stats import ALPHA, Evidence, common_factor, judge_all
+from harness.report.compare_stats import (
+    ALPHA,
+    MIN_FAMILY,
+    Evidence,
+    common_factor,
+    judge_all,
+)
 from harness.report.values import Num
 
 TIME_THRESHOLD_PCT = 10.0
 MEMORY_THRESHOLD_PCT = 5.0
 MEMORY_FLOOR_BYTES = 2**20
-MIN_FAMILY = 5  # measures a family needs for its own common factor
 METHOD_DIFFERS = "method differs"  # taken differently on each side: shown, never ratioed
 META = {"cell_id", "experiment", "model", "size", "format", "variant", "status", "reason",
         "elapsed_s", "overhead", "pass_status"}
@@ -158,6 +163,7 @@ class Comparison:
     drift: bool = True
     factors: dict[str, float] = field(default_factory=dict)  # family -> common factor
     calibration: dict[str, float] = field(default_factory=dict)  # name -> ratio B/A
+    spreads: dict[str, float] = field(default_factory=dict)  # family -> run-to-run log sd
     rows: list[Row] = field(default_factory=list)
     status_changes: list[tuple[str, str, str]] = field(default_factory=list)
     only_a: list[str] = field(default_factory=list)
@@ -271,9 +277,11 @@ def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
             else:
                 pairs.append((cid, ma, mb[key]))
     out.factors = _factors(pairs) if drift else {}
-    noisy = [(cid, ma, mb) for cid, ma, mb in pairs if ma.noisy]
+    noisy = [(cid, ma, mb) for cid, ma, mb in pairs if ma.noisy and not _under_floor(ma, mb)]
     judgements, out.level = judge_all([_evidence(ma, mb, out) for _, ma, mb in noisy], alpha)
     out.tested = sum(j.p_value is not None for j in judgements)
+    out.spreads = {ma.family: j.spread for (_, ma, _), j in zip(noisy, judgements, strict=True)
+                   if j.p_value is not None}
     judged = {(cid, ma.key): j for (cid, ma, _), j in zip(noisy, judgements, strict=True)}
     for cid, ma, mb in pairs:
         out.rows.append(_row(cid, ma, mb, judged.get((cid, ma.key)), cal_a, cal_b,
@@ -281,12 +289,17 @@ def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
     return out
 
 
+def _under_floor(ma: Measure, mb: Measure) -> bool:
+    """A peak-memory change smaller than a page-granularity floor is no change."""
+    return ma.unit == "B" and abs(mb.value - ma.value) < MEMORY_FLOOR_BYTES
+
+
 def _evidence(ma: Measure, mb: Measure, comp: Comparison) -> Evidence:
     memory = ma.unit == "B"
     pct = comp.memory_threshold if memory else comp.threshold
     factor = comp.factors.get(ma.family, 1.0) if _is_time(ma) else 1.0
     return Evidence(ma.passes, mb.passes, ma.lower_is_better, pct / 100, math.log(factor),
-                    MEMORY_FLOOR_BYTES if memory else 0.0)
+                    MEMORY_FLOOR_BYTES if memory else 0.0, ma.family)
 
 
 def _worse_by(ratio: float, lower_is_better: bool) -> float:
@@ -310,7 +323,10 @@ def _row(cid: str, ma: Measure, mb: Measure, judgement, cal_a: dict, cal_b: dict
               _normalised(ma, ratio, cal_a, cal_b) if cross else None, None,
               _worse_by(ratio, ma.lower_is_better), False,
               passes=(len(ma.passes), len(mb.passes)))
-    if judgement is None:  # deterministic: any change is real
+    if judgement is None and ma.noisy:  # a peak-memory change under the floor
+        row.note = f"under {MEMORY_FLOOR_BYTES // 2**20} MiB"
+        row.verdict = "same"
+    elif judgement is None:  # deterministic: any change is real
         row.note = "exact"
         row.decisive = True
         row.verdict = "same" if ratio == 1 else ("worse" if row.worse_by > 0 else "better")
@@ -349,14 +365,16 @@ def rule_text(comp: Comparison) -> list[str]:
     """The decision rule as implemented, with the numbers this comparison used."""
     level = f"{comp.level * 100:.4g} %"
     return [
-        f"Times and peak memory: ratio of medians B/A over {comp.tested} noisy measures, "
+        "Times and peak memory: ratio of medians B/A, "
         + ("divided by the common factor of its family, " if comp.drift else "")
-        + f"with a {level} interval (two-level bootstrap: passes, then samples within a "
-        f"pass; Benjamini-Hochberg at alpha {comp.alpha:g} across all {comp.tested} measures, "
-        "false-coverage-rate adjusted). Flagged only when the whole interval lies beyond "
-        f"{comp.threshold:g} % (times) or {comp.memory_threshold:g} % (memory, changes under "
-        f"{MEMORY_FLOOR_BYTES // 2**20} MiB ignored); inside both bounds: same; otherwise, or "
-        "with fewer than 2 passes a side: inconclusive, which never fails the gate.",
+        + f"with a {level} interval: log ratio +- z x spread, the spread being the larger of a "
+        "two-level bootstrap (passes, then samples within a pass) and the run-to-run spread "
+        "of the family's cells. Flagged only when the whole interval lies beyond "
+        f"{comp.threshold:g} % (times) or {comp.memory_threshold:g} % (memory; changes under "
+        f"{MEMORY_FLOOR_BYTES // 2**20} MiB are no change), Benjamini-Hochberg at alpha "
+        f"{comp.alpha:g} across the {comp.tested} measures tested (interval level adjusted "
+        "to match). Inside both bounds: same; otherwise, or with fewer than 2 passes a "
+        "side: inconclusive, which never fails the gate.",
         "File sizes and fidelity scores are deterministic: any change is flagged.",
     ]
 
@@ -366,8 +384,11 @@ def drift_text(comp: Comparison) -> str:
              "cold_read_bps": "cold read", "write_fsync_bps": "write+fsync"}
     parts = [f"{k} x{v:.2f}" for k, v in sorted(comp.factors.items())]
     cal = [f"{names.get(k, k)} x{v:.2f}" for k, v in sorted(comp.calibration.items())]
+    spreads = [f"{k} {v:.2f}" for k, v in sorted(comp.spreads.items()) if v > 0]
     text = "common factors B/A: " + (", ".join(parts) or "none")
-    return text + ("; calibration B/A: " + ", ".join(cal) if cal else "")
+    text += "; calibration B/A: " + ", ".join(cal) if cal else ""
+    return text + ("; run-to-run spread of a cell (sd of log ratio, empirical null): "
+                   + ", ".join(spreads) if spreads else "")
 
 
 def print_comparisons(comparisons: list[Comparison], show_all: bool = False, console=None
@@ -389,18 +410,18 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
             console.print(f"[yellow]every {family} moved x{factor:.2f} together[/yellow]: "
                           "the machine (see calibration) or a change shared by all formats; "
                           "cells are judged relative to it", highlight=False)
-        rows = comp.ordered() if show_all else comp.flagged()
+        rows = comp.ordered() if show_all else [r for r in comp.ordered() if r.flag]
         if rows:
-            table = Table("change", "measure", "B/A*", "interval", "cell", box=None,
+            table = Table("change", "measure", "B/A*", "interval", box=None,
                           pad_edge=False, header_style="bold")
-            for r in sorted(rows, key=comp.ordered().index):
+            table.add_column("cell", overflow="fold")  # long names wrap, never cut
+            for r in rows:
                 colour = {"worse": "red", "better": "green"}.get(r.verdict, "")
                 verdict = f"[{colour}]{r.verdict}[/{colour}]" if colour else r.verdict
                 shown = r.relative if r.relative is not None else r.ratio
                 table.add_row(verdict, r.key, ratio_text(shown), interval_text(r),
                               short_cell(r.cell_id))
             console.print(table)
-        if rows:
             console.print("* relative to the family's common factor when one was used",
                           highlight=False)
         counts = comp.counts()

@@ -4,21 +4,21 @@ On a shared machine the variation between runs dwarfs the variation between samp
 run, so the unit of evidence is the pass (`run --runs K`), as in Kalibera & Jones,
 "Rigorous Benchmarking in Reasonable Time" (ISMM 2013):
 
-- the ratio B/A of the medians (all samples of a side pooled) is estimated with a
-  two-level bootstrap: resample the passes of a side, then the samples within each chosen
-  pass, take the pooled median; the log ratios of the replicates give the interval;
+- the ratio B/A of the medians (all samples of a side pooled); its sampling spread comes
+  from a two-level bootstrap: resample the passes of a side, then the samples within each
+  chosen pass, take the pooled median (sd of the log ratios of the replicates);
+- passes of one run share its machine state, so a cell can differ between two runs by
+  more than its passes vary, and a cell whose few passes happen to agree looks more precise
+  than it is. No cell may claim a spread below its family's run-to-run spread: the robust
+  sd of the log ratios of all cells of the family (Efron's empirical null);
 - a common factor per measure family (how every `load_s` moved, how every `dump_s` moved)
   is the median of the point log ratios of the family; each measure is judged relative to
   it, so a machine that is slower overall during run B is not read as a regression. The
   median, not the mean, so that a real change in a minority of cells does not move it;
 - the test is a minimum-effect test: H0 "the relative change is within the practical
-  threshold"; its bootstrap p-value is the share of replicates on the wrong side of the
-  threshold (plus one, so it is never 0);
-- Benjamini-Hochberg (`scipy.stats.false_discovery_control`) corrects across all measures
-  compared; under the global null it bounds the chance of any false flag by alpha. Each
-  interval is shown at the false-coverage-rate level 1 - R * alpha / m (Benjamini &
-  Yekutieli 2005; R = measures flagged, at least 1), so a measure is flagged exactly when
-  its shown interval lies entirely beyond the threshold.
+  threshold", a normal-theory p on the log ratio with that spread. Normal, not bootstrap
+  percentiles: with 3 passes a side the bootstrap cannot reach the tails a correction over
+  hundreds of measures asks for (its support ends at the observed passes);
 """
 
 from __future__ import annotations
@@ -28,13 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import false_discovery_control
+from scipy.stats import false_discovery_control, norm
 
 ALPHA = 0.05
 MIN_PASSES = 2  # per side: with one pass the between-run variation is unknown
 MIN_SAMPLES = 3  # per side, over all passes
-FIRST_BOOTSTRAP = 1000
-CANDIDATE_P = 0.02  # first-round p below this gets enough replicates to reach alpha / m
+MIN_FAMILY = 5  # cells a family needs for its own run-to-run spread
+BOOTSTRAP = 2000  # replicates per side and measure
 _MAX_CHUNK = 4_000_000  # bootstrap values held in memory at once
 
 
@@ -48,6 +48,7 @@ class Evidence:
     threshold: float  # practical threshold as a fraction: 0.10 = 10 %
     log_factor: float = 0.0  # common factor of the family, log; the measure is judged relative
     offset: float = 0.0  # added to both sides (memory: a floor, so 0 -> 4 kB is no change)
+    family: str = ""  # the same measure in other cells: shares run-to-run spread
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Judgement:
     p_value: float | None = None  # BH-adjusted
     verdict: str = "inconclusive"  # "worse", "better", "same", "inconclusive"
     reason: str = ""
+    spread: float = 0.0  # run-level spread of the family (log sd) added to the interval
 
 
 def pooled_median(passes: Sequence[Sequence[float]]) -> float:
@@ -108,12 +110,40 @@ def _log_ratios(ev: Evidence, n_boot: int, rng: np.random.Generator) -> np.ndarr
     return np.nan_to_num(logs, nan=0.0, posinf=50.0, neginf=-50.0)
 
 
-def _p_value(logs: np.ndarray, limit: float) -> float:
-    """Two-sided minimum-effect p: the smaller tail beyond +-limit, never 0."""
-    n = len(logs)
-    above = (1 + np.count_nonzero(logs <= limit)) / (n + 1)  # H0 of "worse by > limit"
-    below = (1 + np.count_nonzero(logs >= -limit)) / (n + 1)
-    return min(1.0, 2 * min(above, below))
+def _robust_sd(values) -> float:
+    values = np.asarray(values, float)
+    return float(1.4826 * np.median(np.abs(values - np.median(values)))) if len(values) else 0.0
+
+
+def _sampling_sd(replicates: np.ndarray) -> float:
+    return float((np.quantile(replicates, 0.84) - np.quantile(replicates, 0.16)) / 2)
+
+
+def run_spreads(families: Sequence[str], centres: Sequence[float]) -> dict[str, float]:
+    """Per family, how far one cell's ratio scatters from run to run: the empirical null.
+
+    Passes of one run share its machine state (caches, load, memory layout), so a cell can
+    differ between two runs by more than its own passes vary, and a cell whose few passes
+    happen to agree looks more precise than it is. How far the cells of a family scatter
+    around each other (robust sd of their log ratios, as in Efron's empirical null) is what
+    a cell's ratio does between runs; real changes in a minority of cells barely move a
+    median-based spread. A family with fewer than MIN_FAMILY cells takes the overall value;
+    with fewer than MIN_FAMILY measures in all there is no empirical null (0).
+    """
+    groups: dict[str, list[float]] = {}
+    for family, centre in zip(families, centres, strict=True):
+        groups.setdefault(family, []).append(centre)
+    overall = _robust_sd(centres) if len(centres) >= MIN_FAMILY else 0.0
+    return {family: _robust_sd(values) if len(values) >= MIN_FAMILY else overall
+            for family, values in groups.items()}
+
+
+def _p_value(centre: float, sigma: float, limit: float) -> float:
+    """Two-sided minimum-effect p of H0 "the change is within +-limit" (normal theory)."""
+    excess = abs(centre) - limit
+    if sigma <= 0:
+        return 0.0 if excess > 0 else 1.0
+    return min(1.0, 2 * float(norm.sf(excess / sigma)))
 
 
 def judge_all(evidence: Sequence[Evidence], alpha: float = ALPHA, seed: int = 0
@@ -124,32 +154,36 @@ def judge_all(evidence: Sequence[Evidence], alpha: float = ALPHA, seed: int = 0
     """
     rng = np.random.default_rng(seed)
     out: list[Judgement] = []
-    tested: list[tuple[int, np.ndarray, float]] = []
+    tested: list[tuple[int, float, float]] = []  # (index, centre, sampling sd)
     for ev in evidence:
         ratio = _ratio(pooled_median(ev.a) + ev.offset, pooled_median(ev.b) + ev.offset)
         judgement = Judgement(ratio, ratio / math.exp(ev.log_factor) if ratio else ratio)
         out.append(judgement)
         judgement.reason = enough(ev.a) or enough(ev.b)
         if not judgement.reason:
-            tested.append((len(out) - 1, _log_ratios(ev, FIRST_BOOTSTRAP, rng),
-                           math.log1p(ev.threshold)))
+            centre = math.log(judgement.relative) if 0 < judgement.relative < math.inf \
+                else math.copysign(50.0, judgement.relative - 1)
+            tested.append((len(out) - 1, centre,
+                           _sampling_sd(_log_ratios(ev, BOOTSTRAP, rng))))
     m = len(tested)
     if not m:
         return out, 1 - alpha
-    raw = np.array([_p_value(logs, limit) for _, logs, limit in tested])
-    # Enough replicates that the smallest p can reach alpha / m where it matters.
-    wanted = math.ceil(4 * m / alpha)
-    for j, (i, logs, limit) in enumerate(tested):
-        if raw[j] <= CANDIDATE_P and wanted > len(logs):
-            logs = _log_ratios(evidence[i], wanted, rng)
-            tested[j] = (i, logs, limit)
-            raw[j] = _p_value(logs, limit)
+    spreads = run_spreads([evidence[i].family for i, _, _ in tested],
+                          [centre for _, centre, _ in tested])
+    sigmas = []
+    for i, _, sampling in tested:
+        out[i].spread = spreads[evidence[i].family]
+        sigmas.append(max(sampling, out[i].spread))
+    limits = [math.log1p(evidence[i].threshold) for i, _, _ in tested]
+    raw = np.array([_p_value(centre, sigma, limit) for (_, centre, _), sigma, limit
+                    in zip(tested, sigmas, limits, strict=True)])
     adjusted = false_discovery_control(raw, method="bh")
     flagged = int(np.count_nonzero(adjusted <= alpha))
     level = alpha * max(flagged, 1) / m  # false-coverage-rate adjusted intervals
-    for j, (i, logs, limit) in enumerate(tested):
-        judgement = out[i]
-        lo, hi = np.quantile(logs, [level / 2, 1 - level / 2])
+    z = float(norm.isf(level / 2))
+    for j, (i, centre, _) in enumerate(tested):
+        judgement, limit = out[i], limits[j]
+        lo, hi = centre - z * sigmas[j], centre + z * sigmas[j]
         judgement.low, judgement.high = math.exp(lo), math.exp(hi)
         judgement.p_value = float(adjusted[j])
         worse_if_up = evidence[i].lower_is_better
