@@ -143,7 +143,6 @@ class PickleWalk:
     nested_pickles: int = 0
     cloudpickle: bool = False
     opcodes: int = 0
-    retained: int = 0
     wrapper_seen: bool = False
     names: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # name -> uses
 
@@ -377,10 +376,7 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
         if walk.opcodes % 8192 == 0:
             if walk.opcodes > budget.opcodes:
                 raise budget.exceed("opcodes", budget.opcodes)
-            if walk.retained > budget.retained:
-                raise budget.exceed("values kept", budget.retained)
             budget.check_time_and_memory()
-        walk.retained += 1
         if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             if name == "MEMOIZE":
                 arg = len(memo)
