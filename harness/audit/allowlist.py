@@ -22,6 +22,7 @@ import json
 import os
 import pickle
 import platform
+import signal
 import sys
 import tempfile
 import warnings
@@ -35,6 +36,7 @@ from harness.audit.policy import ALLOWLIST_FILE, DANGEROUS, DANGEROUS_BUILTINS, 
 from harness.audit.walker import PickleWalk, walk_stream
 
 PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
+FIT_TIMEOUT_S = 20  # an option too slow on small data (some solvers) is skipped
 SHIPPED_CODE = {"lambda-transformer"}  # written only by cloudpickle, which ships the code
 # parameters whose string options change the objects a fitted model holds
 VARIED = ("loss", "algorithm", "criterion", "metric", "solver", "kernel", "splitter")
@@ -57,13 +59,19 @@ def _fits(est, data) -> Iterator[Any]:
     texts = ["apple banana cherry", "banana cherry date", "cherry date egg"] * 20
     attempts = [(X, y2), (X, y3), (X, yr), (X,), (X, np_stack(y2, y3)), (texts,),
                 ([{"a": 1, "b": 2}, {"a": 3, "c": 1}] * 30,), ([["a", "b"], ["c"]] * 30,)]
+    if not est.__sklearn_tags__().target_tags.required:
+        attempts = attempts[3:4] + attempts[5:]  # unsupervised: labels would be ignored
     fitted = 0
     for args in attempts:
+        signal.alarm(FIT_TIMEOUT_S)
         try:
-            yield clone(est).fit(*args)
-            fitted += 1
-        except Exception:
+            model = clone(est).fit(*args)
+        except Exception:  # an estimator that needs other data, or too slow a variant
             continue
+        finally:
+            signal.alarm(0)
+        fitted += 1
+        yield model
         if len(args) == 1 and fitted:
             return  # unsupervised: one kind of data is enough
 
@@ -220,6 +228,14 @@ def _reviewed(key: tuple[str, str]) -> bool:
     return module.split(".")[0] in DANGEROUS
 
 
+class _SlowFit(Exception):
+    """A fit exceeded FIT_TIMEOUT_S."""
+
+
+def _alarm(signum, frame):
+    raise _SlowFit
+
+
 def generate(out: Path = ALLOWLIST_FILE) -> dict:
     import cloudpickle
     import joblib
@@ -229,6 +245,7 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
     import skops
 
     warnings.simplefilter("ignore")
+    signal.signal(signal.SIGALRM, _alarm)
     data = _data()
     names: dict[tuple[str, str], set[str]] = {}
     loaders: set[str] = set()
@@ -245,7 +262,8 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
                 continue
             fitted.append(label)
             if len(fitted) % 100 == 0:
-                print(f"{len(fitted)} objects written", file=sys.stderr, flush=True)
+                print(f"{len(fitted)} objects written ({label})", file=sys.stderr,
+                      flush=True)
             for blob, is_joblib in _dumps(obj, folder, full):
                 _walk(blob, is_joblib, names, f"{label} ({'joblib' if is_joblib else 'pickle'})")
             if label in SHIPPED_CODE:

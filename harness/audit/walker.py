@@ -500,11 +500,9 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
                       "extension registry: resolved only at load time", pos)
             stack.append(Opaque())
         elif name in ("PERSID", "BINPERSID"):
-            if name == "BINPERSID":
-                pop()
-            walk.flag("import", "persistent id", "persistent id: its meaning is defined by "
-                      "the loading program, not by the file", pos)
-            stack.append(Opaque())
+            # without a `persistent_load`, pickle.load and joblib.load refuse it here (a
+            # skops archive starts with 'P', PERSID, to pickle.load)
+            raise StreamError("persistent id, which pickle.load and joblib.load refuse")
         elif name == "NEXT_BUFFER":
             raise StreamError("out-of-band buffer: loading needs buffers the file does not hold")
         else:  # the remaining opcodes push their argument (ints, floats, strings, bytes)
