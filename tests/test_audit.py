@@ -181,3 +181,157 @@ def test_cli_exit_status_and_json(tmp_path, zoo_files, capsys):
     err = capsys.readouterr().err.strip()
     assert err.startswith("persistbench: error:") and "\n" not in err
     assert not (tmp_path / "canary").exists()
+
+
+# ----------------------------------------------------------------- allow-list and policy
+
+def test_allowlist_is_generated_data_with_its_versions():
+    from harness.audit.policy import allowlist
+
+    data = allowlist()
+    assert data["command"] == "python -m harness.audit.allowlist"
+    assert {"numpy", "scipy", "scikit-learn"} <= set(data["generated_with"])
+    assert data["size"] == sum(len(v) for v in data["names"].values()) > 100
+    assert "functools.partial" in data["reviewed_not_admitted"]
+    assert "functools" not in data["names"] and "os" not in data["names"]
+    assert "eval" not in data["names"].get("builtins", {})
+    # stored inside HistGradientBoosting's partial, never called while loading
+    assert "call" not in data["names"]["sklearn.utils.validation"]["check_array"]
+
+
+def _fitted():
+    from sklearn.linear_model import LogisticRegression
+
+    return LogisticRegression().fit([[0.0], [1.0], [2.0]], [0, 1, 1])
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_every_protocol_is_clean_python2_names_resolved(tmp_path, protocol):
+    path = tmp_path / "m.pkl"
+    path.write_bytes(pickle.dumps(_fitted(), protocol=protocol))
+    report = audit(path)
+    assert report.exit_status == 0, report.findings
+    if protocol < 2:  # copy_reg._reconstructor, resolved as the unpickler resolves it
+        assert "copyreg._reconstructor" in report.imports
+
+
+def _write(tmp_path: Path, data: bytes, name: str = "f.pkl") -> Path:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+def test_names_are_exact_pairs_not_packages(tmp_path):
+    from harness.audit.payloads import _dotted, _g, _str_op
+
+    _dotted(tmp_path / "d.pkl", tmp_path / "canary")
+    names = [f.name for f in audit(tmp_path / "d.pkl").findings]
+    assert "joblib.numpy_pickle.os.system" in names
+    # numpy.save lives in an allowed package, but numpy never pickles it
+    save = _write(tmp_path, b"\x80\x02" + _g("numpy", "save") + _str_op("x") + b"\x85R.")
+    assert [f.name for f in audit(save).findings] == ["numpy.save", "numpy.save"]
+    # numpy.memmap is pickled as a value (a re-saved mmap model); calling it is flagged
+    memmap = _write(tmp_path, b"\x80\x02" + _g("numpy", "memmap") + _str_op("x") + b"\x85R.")
+    assert [(f.kind, f.name) for f in audit(memmap).findings] == [("call", "numpy.memmap")]
+    exec_ = _write(tmp_path, b"c__builtin__\nexec\n(Vpass\ntR.")
+    assert audit(exec_).findings[0].name == "builtins.exec"
+
+
+def test_partial_is_allowed_only_in_the_shape_scikit_learn_writes(tmp_path):
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    from harness.audit.payloads import _g, _str_op
+
+    rng = np.random.default_rng(0)
+    X = np.c_[rng.integers(0, 3, 80), rng.normal(size=80)]
+    model = HistGradientBoostingClassifier(categorical_features=[0], max_iter=3)
+    path = _write(tmp_path, pickle.dumps(model.fit(X, X[:, 1] > 0)))
+    report = audit(path)
+    assert report.exit_status == 0 and "functools.partial" in report.imports
+    bad = _write(tmp_path, b"\x80\x02" + _g("functools", "partial") + _g("numpy", "save")
+                 + b"\x85R.", "p.pkl")
+    assert any(f.kind == "shape" for f in audit(bad).findings)
+
+
+# ----------------------------------------------------------- loaders, polyglots, budgets
+
+def test_every_technique_is_flagged_without_running(tmp_path):
+    """All crafted files but the slow bombs: flagged (exit 1), and no canary appears."""
+    from harness.audit.payloads import PAYLOADS
+
+    canaries = tmp_path / "canaries"
+    canaries.mkdir()
+    for payload in PAYLOADS:
+        if payload.technique == 5 and payload.name != "mark-bomb":
+            continue
+        path, canary = tmp_path / f"{payload.name}.bin", canaries / f"{payload.name}.npy"
+        payload.write(path, canary)
+        report = audit(path)
+        assert report.exit_status == 1, (payload.name, report.to_json())
+    assert not list(canaries.iterdir())
+
+
+def test_disagreements_and_trailing_data_are_findings(tmp_path):
+    from harness.audit.payloads import _wrapper_in_pickle, _zip_after_pickle
+
+    canary = tmp_path / "canary"
+    report = audit(_write(tmp_path, _wrapper_in_pickle(canary), "w.pkl"))
+    assert {f.loader for f in report.findings if f.kind == "call"} == {"pickle.load"}
+    assert any(f.kind == "polyglot" for f in report.findings)
+    polyglot = audit(_write(tmp_path, _zip_after_pickle(canary), "z.pkl"))
+    assert any(f.kind == "polyglot" and "zip" in f.name for f in polyglot.findings)
+    two = _write(tmp_path, pickle.dumps([1]) + pickle.dumps([2]), "two.pkl")
+    assert [f.kind for f in audit(two).findings] == ["trailing-data"]
+
+
+def test_budgets_stop_the_audit_with_a_finding(tmp_path):
+    from harness.audit import Budget
+
+    ops = _write(tmp_path, b"\x80\x04N" + b"N0" * 20_000 + b".")
+    assert audit(ops).exit_status == 0
+    report = audit(ops, budget=Budget(opcodes=10_000))
+    assert report.exit_status == 1 and report.findings[0].kind == "budget"
+    assert "10,000 opcodes" in report.findings[0].name
+    marks = _write(tmp_path, b"\x80\x04" + b"(" * 5_000 + b"N.", "marks.pkl")
+    assert audit(marks).findings[0].name.endswith("nested MARKs")
+    report = audit(ops, budget=Budget(seconds=0.0))
+    assert "0 s" in report.findings[0].name
+
+
+def test_large_byte_arguments_are_streamed(tmp_path):
+    """A 64 MB array in a protocol-5 pickle is stepped over, not read into memory."""
+    import tracemalloc
+
+    path = tmp_path / "big.pkl"
+    path.write_bytes(pickle.dumps({"coef_": np.zeros(8 << 20)}, protocol=5))
+    tracemalloc.start()
+    report = audit(path)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert report.exit_status == 0
+    assert peak < 4 << 20, peak
+
+
+def test_a_json_file_or_junk_is_refused_in_one_line(tmp_path, capsys):
+    (tmp_path / "meta.json").write_text('{"a": 1}')
+    (tmp_path / "junk.bin").write_bytes(b"(" + bytes(range(256)) * 4)
+    for name in ("meta.json", "junk.bin"):
+        assert main(["audit", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("persistbench: error:") and "\n" not in err
+
+
+@pytest.mark.slow
+def test_corpus_small_run(tmp_path):
+    """The benchmark end to end: every payload runs under its loader, is flagged by the
+    audit, never runs in it; every benign file is clean."""
+    from harness.audit.corpus import run
+
+    summary = run(tmp_path)["summary"]
+    assert summary["benign_files"] >= 60 and summary["malicious_files"] >= 30
+    assert summary["false_alarms"] == []
+    assert summary["malicious_missed"] == []
+    assert summary["malicious_not_executing"] == []
+    assert summary["malicious_verified_executing"] == summary["malicious_with_payload"] >= 30
+    assert summary["techniques_covered"] == [1, 2, 3, 4, 5]
+    assert summary["audit_forbidden_events"] == [] and summary["canaries_after_audit"] == []

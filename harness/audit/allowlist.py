@@ -22,10 +22,12 @@ import json
 import os
 import pickle
 import platform
+import signal
 import sys
 import tempfile
 import warnings
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from harness.audit.policy import ALLOWLIST_FILE, DANGEROUS, DANGEROUS_BUILTINS, 
 from harness.audit.walker import PickleWalk, walk_stream
 
 PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
+FIT_TIMEOUT_S = 20  # an option too slow on small data (some solvers) is skipped
 SHIPPED_CODE = {"lambda-transformer"}  # written only by cloudpickle, which ships the code
 # parameters whose string options change the objects a fitted model holds
 VARIED = ("loss", "algorithm", "criterion", "metric", "solver", "kernel", "splitter")
@@ -56,13 +59,19 @@ def _fits(est, data) -> Iterator[Any]:
     texts = ["apple banana cherry", "banana cherry date", "cherry date egg"] * 20
     attempts = [(X, y2), (X, y3), (X, yr), (X,), (X, np_stack(y2, y3)), (texts,),
                 ([{"a": 1, "b": 2}, {"a": 3, "c": 1}] * 30,), ([["a", "b"], ["c"]] * 30,)]
+    if not est.__sklearn_tags__().target_tags.required:
+        attempts = attempts[3:4] + attempts[5:]  # unsupervised: labels would be ignored
     fitted = 0
     for args in attempts:
+        signal.alarm(FIT_TIMEOUT_S)
         try:
-            yield clone(est).fit(*args)
-            fitted += 1
-        except Exception:
+            model = clone(est).fit(*args)
+        except Exception:  # an estimator that needs other data, or too slow a variant
             continue
+        finally:
+            signal.alarm(0)
+        fitted += 1
+        yield model
         if len(args) == 1 and fitted:
             return  # unsupervised: one kind of data is enough
 
@@ -97,23 +106,24 @@ def np_stack(a, b):
     return np.c_[a, b]
 
 
-def _estimators(data) -> Iterator[tuple[str, Any]]:
+def _estimators(data) -> Iterator[tuple[str, Any, bool]]:
+    """(name, fitted model or the reason none fitted, written with every protocol?)."""
     from sklearn.utils import all_estimators
     from sklearn.utils._test_common.instance_generator import _construct_instances
 
     for name, cls in all_estimators():
         try:
             instances = list(_construct_instances(cls))[:1]
-        except Exception:
+        except Exception:  # a class the common tests cannot build either
             instances = []
         fitted = 0
         for est in instances:
             for variant in _variants(est):
                 for model in _fits(variant, data):
                     fitted += 1
-                    yield name, model
+                    yield name, model, variant is est
         if not fitted:
-            yield name, RuntimeError(f"{name}: no small data fits it")
+            yield name, RuntimeError(f"{name}: no small data fits it"), False
 
 
 def _extras(data) -> Iterator[tuple[str, Any]]:
@@ -177,12 +187,14 @@ def _walk(data: bytes, joblib: bool, names: dict, label: str) -> None:
         names.setdefault(key, set()).update(uses)
 
 
-def _dumps(obj: Any, folder: Path) -> Iterator[tuple[bytes, bool]]:
+def _dumps(obj: Any, folder: Path, full: bool) -> Iterator[tuple[bytes, bool]]:
+    """Every protocol (Python 2 names, qualified names) for base objects; protocols 2 and 5
+    for option variants, whose names differ from the base's only in what they hold."""
     import cloudpickle
     import joblib
 
     path = folder / "obj.joblib"
-    for protocol in PROTOCOLS:
+    for protocol in PROTOCOLS if full else (2, 5):
         try:
             yield pickle.dumps(obj, protocol=protocol), False
             joblib.dump(obj, path, protocol=protocol)
@@ -216,6 +228,14 @@ def _reviewed(key: tuple[str, str]) -> bool:
     return module.split(".")[0] in DANGEROUS
 
 
+class _SlowFit(Exception):
+    """A fit exceeded FIT_TIMEOUT_S."""
+
+
+def _alarm(signum, frame):
+    raise _SlowFit
+
+
 def generate(out: Path = ALLOWLIST_FILE) -> dict:
     import cloudpickle
     import joblib
@@ -225,29 +245,32 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
     import skops
 
     warnings.simplefilter("ignore")
+    signal.signal(signal.SIGALRM, _alarm)
     data = _data()
     names: dict[tuple[str, str], set[str]] = {}
     loaders: set[str] = set()
     fitted, failed, skops_failed = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        objects = list(_estimators(data)) + list(_extras(data))
-        pipeline = next(obj for label, obj in objects if label == "pipeline")
-        objects.append(("memmap-resaved", _memmap_resaved(pipeline, folder)))
-        for label, obj in objects:
+        extras = list(_extras(data))
+        pipeline = next(obj for label, obj in extras if label == "pipeline")
+        extras.append(("memmap-resaved", _memmap_resaved(pipeline, folder)))
+        objects = chain(_estimators(data), ((label, obj, True) for label, obj in extras))
+        for label, obj, full in objects:
             if isinstance(obj, Exception):
                 failed.append(str(obj))
                 continue
             fitted.append(label)
             if len(fitted) % 100 == 0:
-                print(f"{len(fitted)} objects written", file=sys.stderr)
-            for blob, is_joblib in _dumps(obj, folder):
+                print(f"{len(fitted)} objects written ({label})", file=sys.stderr,
+                      flush=True)
+            for blob, is_joblib in _dumps(obj, folder, full):
                 _walk(blob, is_joblib, names, f"{label} ({'joblib' if is_joblib else 'pickle'})")
             if label in SHIPPED_CODE:
                 continue  # by value only: its `__main__` names must not enter the list
             try:
                 _skops(obj, names, loaders)
-            except Exception as exc:  # skops cannot write some objects: recorded, not fatal
+            except Exception as exc:  # skops cannot write some objects
                 skops_failed.append(f"{label}: {type(exc).__name__}")
     reviewed = sorted(f"{m}.{n}" for m, n in names if _reviewed((m, n)))
     table: dict[str, dict[str, list[str]]] = {}
@@ -260,7 +283,8 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
                            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
                            "joblib": joblib.__version__, "cloudpickle": cloudpickle.__version__,
                            "skops": skops.__version__},
-        "objects_written": len(fitted), "not_fitted": failed, "skops_not_written": skops_failed,
+        "objects_written": len(fitted), "estimators": len(set(fitted)),
+        "not_fitted": failed, "skops_not_written": skops_failed,
         "reviewed_not_admitted": reviewed,
         "size": sum(len(v) for v in table.values()),
         "skops_loaders": sorted(loaders),

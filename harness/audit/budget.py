@@ -19,13 +19,12 @@ class BudgetExceeded(Exception):
 
 @dataclass
 class Budget:
-    opcodes: int = 5_000_000
-    memo: int = 2_000_000
+    opcodes: int = 20_000_000
+    memo: int = 5_000_000
     nesting: int = 1_000  # MARKs open at once, nested pickles
-    retained: int = 5_000_000  # values kept on the symbolic stack, memo and containers
     decompressed_bytes: int = 8 << 30
     archive_members: int = 10_000
-    schema_bytes: int = 64 << 20  # skops schema.json
+    schema_bytes: int = 32 << 20  # skops schema.json
     onnx_bytes: int = 256 << 20  # an ONNX file is parsed whole
     seconds: float = 30.0
     rss_bytes: int = 1 << 30

@@ -67,9 +67,6 @@ def _external(model, graphs, path: Path) -> tuple[list[dict], list[Finding]]:
 
 
 def read_onnx(path: Path, head: bytes, budget: Budget) -> AuditReport:
-    import onnx
-    from google.protobuf.message import DecodeError
-
     size = path.stat().st_size
     if head[0] != IR_VERSION_TAG:
         raise Unreadable("neither pickle, joblib, skops nor ONNX (unknown first bytes)")
@@ -77,6 +74,9 @@ def read_onnx(path: Path, head: bytes, budget: Budget) -> AuditReport:
         return AuditReport(str(path), "onnx", findings=[Finding(
             "budget", f"{size:,} bytes", f"too large to audit within {budget.onnx_bytes:,} "
             "bytes (an ONNX file is parsed whole)", None, LOADER)])
+    import onnx
+    from google.protobuf.message import DecodeError
+
     try:
         model = onnx.load(str(path), load_external_data=False)
     except (DecodeError, ValueError, RuntimeError, OSError) as exc:

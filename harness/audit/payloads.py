@@ -288,14 +288,18 @@ def _cloudpickle(make: Callable[[Path], object]) -> Callable[[Path, Path], None]
 
 
 def _metaclass(canary: Path):
-    source = ("class Meta(type):\n"
+    source = ("ARMED = False\n"
+              "class Meta(type):\n"
               "    def __new__(mcls, name, bases, ns):\n"
-              "        if name == 'Model':\n"
+              "        if ARMED:\n"
               "            open(CANARY, 'w').close()\n"
               "        return super().__new__(mcls, name, bases, ns)\n"
               "def make():\n"
               "    return Meta('Model', (), {})\n")
-    return _by_value(source, canary).make()
+    module = _by_value(source, canary)
+    model = module.make()
+    module.ARMED = True  # set after the class exists here: armed only where it is loaded
+    return model
 
 
 def _extend(canary: Path):
@@ -350,7 +354,7 @@ def _opcode_bomb(path: Path, canary: Path) -> None:
     with gzip.open(path, "wb") as fh:
         fh.write(b"\x80\x04N")
         block = b"N0" * 500_000
-        for _ in range(12):
+        for _ in range(21):
             fh.write(block)
         fh.write(b".")
 
@@ -361,7 +365,7 @@ def _mark_bomb(canary: Path) -> bytes:
 
 def _memo_bomb(canary: Path) -> bytes:
     return b"\x80\x04N" + b"".join(b"r" + i.to_bytes(4, "little")
-                                   for i in range(3_000_000)) + b"."
+                                   for i in range(5_100_000)) + b"."
 
 
 def _schema_bomb(path: Path, canary: Path) -> None:

@@ -143,7 +143,6 @@ class PickleWalk:
     nested_pickles: int = 0
     cloudpickle: bool = False
     opcodes: int = 0
-    retained: int = 0
     wrapper_seen: bool = False
     names: dict[tuple[str, str], set[str]] = field(default_factory=dict)  # name -> uses
     # A pickle the harness wrote itself with its arrays out of band (to list the modules a
@@ -380,10 +379,7 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
         if walk.opcodes % 8192 == 0:
             if walk.opcodes > budget.opcodes:
                 raise budget.exceed("opcodes", budget.opcodes)
-            if walk.retained > budget.retained:
-                raise budget.exceed("values kept", budget.retained)
             budget.check_time_and_memory()
-        walk.retained += 1
         if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             if name == "MEMOIZE":
                 arg = len(memo)
@@ -507,11 +503,9 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
                       "extension registry: resolved only at load time", pos)
             stack.append(Opaque())
         elif name in ("PERSID", "BINPERSID"):
-            if name == "BINPERSID":
-                pop()
-            walk.flag("import", "persistent id", "persistent id: its meaning is defined by "
-                      "the loading program, not by the file", pos)
-            stack.append(Opaque())
+            # without a `persistent_load`, pickle.load and joblib.load refuse it here (a
+            # skops archive starts with 'P', PERSID, to pickle.load)
+            raise StreamError("persistent id, which pickle.load and joblib.load refuse")
         elif name == "NEXT_BUFFER":
             if not walk.buffers_held_by_caller:
                 raise StreamError("out-of-band buffer: loading needs buffers the file does "
