@@ -20,6 +20,7 @@ from harness.profile import find_profiles
 from harness.report.data import MachineResults, load
 from harness.report.guide import guide
 from harness.report.values import Hover, Num
+from harness.report.verdict import FACTOR, NEEDS, verdict
 from harness.report.views import Figure, Paragraph, Table, sections
 from harness.results import STATUSES, write_atomic
 
@@ -93,6 +94,7 @@ def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
                            c.get("variant", ""), c["status"], c["reason"]] for c in failed])
     return environment().get_template("report.html.j2").render(
         m=mr, ram=Num(mr.machine["ram_bytes"], "B"), failed=failed, failed_table=failed_table,
+        verdict=verdict(mr.cells), needs=NEEDS, factor=Num(FACTOR, "x"),
         guide=guide(mr), sections=sections(mr.experiments(), mr.machine),
         profiles=profile_table(profiles or {}), **machine_card(mr))
 
