@@ -171,9 +171,8 @@ def serve(rt: dict[str, dict], model: str, size: str) -> Answer:
         return not_measured(_command(model, size))
     lazy = sorted(set(ok) - set(eager))
     return ranked(loads, "s", "faster", "to load (warm, in process)",
-                  "load only: start and first prediction not measured"
-                  + (f"; {', '.join(lazy)} not ranked (its load defers reading to the first "
-                     "prediction)" if lazy else ""))
+                  "start and first prediction not measured"
+                  + (f"; {', '.join(lazy)} not ranked (lazy load)" if lazy else ""))
 
 
 def memory(sharing: list[dict], model: str, size: str) -> Answer:
