@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,3 +58,21 @@ def report_runs(tmp_path_factory) -> dict:
         out["results"].append(work / f"run{i}.json")
         out["stdout"].append(done.stdout)
     return out
+
+
+REQUIRE_BROWSER = "PERSISTBENCH_REQUIRE_BROWSER"
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium. Missing, the browser checks are skipped with this reason
+    (shown by `-rs`, on in pytest's options), unless PERSISTBENCH_REQUIRE_BROWSER=1 (CI):
+    then a missing browser fails, so CI cannot pass without having looked at the page."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = ("Chromium is not installed: the report's browser checks did not run "
+               "(apt-get install chromium; CI sets PERSISTBENCH_REQUIRE_BROWSER=1)")
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{message}, but {REQUIRE_BROWSER}=1 requires them")
+    pytest.skip(message)
