@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter, SymmetricalLogLocator
+from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
 
 from harness.formats import FORMATS
 from harness.report.values import Num
@@ -136,10 +136,14 @@ def dot_panels(rows: Sequence[str], panels: Sequence[tuple[str, dict[str, list]]
                                marker=marker(fmt, labels), zorder=3,
                                gid=marks.gid(f"{fmt}, {rows[i]}: {Num(v, unit).text()}"))
         ax.set_xscale(scale, **({"linthresh": linthresh} if scale == "symlog" else {}))
-        if scale != "log":  # a linear or symlog axis starts at zero: no exaggerated gaps
+        if scale == "linear":  # a linear axis starts at zero: no exaggerated gaps
             ax.set_xlim(left=0)
-            ax.xaxis.set_major_locator(MaxNLocator(4) if scale == "linear" else
-                                       SymmetricalLogLocator(base=10, linthresh=linthresh))
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+        elif scale == "symlog":  # zero, then decades past the linear zone ("0" and "10 kB"
+            ax.set_xlim(left=0)  # would print over each other inside it)
+            top = ax.get_xlim()[1]
+            decades = [10.0 ** k for k in range(0, 16) if linthresh <= 10.0 ** k <= top]
+            ax.set_xticks([0.0, *decades])
         _unit_axis(ax, unit)
         ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(title)
