@@ -63,7 +63,8 @@ class Answer:
         parts += [p for p in (self.margin, self.note) if p]
         if self.command:
             parts.append(f"run `{self.command}`")
-        return ", ".join(parts[:2]) + "".join(f"; {p}" for p in parts[2:])
+        return parts[0] + "".join(f"{' — ' if i == 0 else '; '}{p}"
+                                  for i, p in enumerate(parts[1:]))
 
 
 @dataclass
@@ -322,7 +323,7 @@ def render_terminal(rows: list[VerdictRow], console=None, title: str = "verdict"
         for need in NEEDS:
             answer = row.answers[need]
             text = Text(answer.headline(), style=style[answer.verdict])
-            rest = answer.text()[len(answer.headline()):].lstrip(",; ")
+            rest = answer.text()[len(answer.headline()):].lstrip(" —;")
             if rest:
                 text.append("\n" + rest)
             cells.append(text)
