@@ -2,9 +2,10 @@
 installs) must log no console message and render a screenshot that is not blank.
 
 The page's only script sorts and filters tables and logs nothing, so any console line means
-something failed (a script error, a resource that could not load, a parse problem). Every host name resolves to nothing, so a fetch from the
-network would fail loudly instead of silently succeeding. Control pages prove that the
-console scan and the blank check can fail.
+something failed (a script error, a resource that could not load, a parse problem). Every
+host name resolves to nothing, so a fetch from the network would fail loudly instead of
+silently succeeding. Control pages prove that the console scan and the blank check can fail.
+Without Chromium the tests skip (fixture `chromium` in conftest.py).
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ import matplotlib.image
 import pytest
 
 from harness.report.html import write_reports
-
 
 
 def headless(chromium: str, page: Path, workdir: Path, height: int = 2400,

@@ -218,12 +218,15 @@ def test_markdown_summary(report_runs):
     assert done.returncode == 0, done.stderr
     md = done.stdout
     assert md.startswith("# persistbench · ") and "## Decision guide" in md
+    assert md.index("## Verdict") < md.index("## Headline")
     cells = _cells(report_runs["results"])
     for model in ("logreg", "kneighbors", "custom_code"):
         ok = {f: c for (e, m, f), c in cells.items()
               if e == "roundtrip" and m == model and c["status"] == "ok"}
         fastest = min(ok, key=lambda f: ok[f]["load_s"]["median"])
-        row = next(line for line in md.splitlines() if line.startswith(f"| {model} |"))
+        row = next(line for line in md.splitlines() if line.startswith(f"| {model} | small |"))
+        verdict_row = next(line for line in md.splitlines() if line.startswith(f"| {model} |"))
+        assert verdict_row.count(" | ") == 5  # a model and five needs
         assert f"{fastest} {human_seconds(ok[fastest]['load_s']['median'])}" in row
         assert f"### {model} (small)" in md
     for c in cells.values():
