@@ -42,6 +42,7 @@ def is_blank(png: Path) -> bool:
     return bool(pixels.std() < 0.02 or drawn < 0.01)
 
 
+@pytest.mark.slow
 def test_the_checks_can_fail(chromium, tmp_path):
     noisy = tmp_path / "noisy.html"
     noisy.write_text("<!DOCTYPE html><html><body><p>control</p>"
@@ -64,3 +65,30 @@ def test_report_opens_without_console_errors_and_draws(chromium, report_runs, tm
     index_messages, index_shot = headless(chromium, tmp_path / "reports" / "index.html",
                                           tmp_path, height=600)
     assert index_messages == [] and not is_blank(index_shot)
+
+
+@pytest.mark.slow
+def test_sorting_and_filtering_work_in_the_browser(chromium, tmp_path):
+    """Click a numeric header twice and type in the filter box, then read the DOM back."""
+    from harness.report.html import environment
+    from harness.report.values import Num
+    from harness.report.views import Table  # a tiny page through the real template
+
+    table = Table("t", ["model", "file"], [["b", Num(2000, "B")], ["a", Num(30, "B")],
+                                           ["c", Num(100_000, "B")]])
+    page = environment().from_string(
+        '{% extends "base.html.j2" %}{% from "macros.html.j2" import table with context %}'
+        '{% block body %}<input id="filter">{{ table(t) }}<script>'
+        'window.addEventListener("load", function () {'  # after the page's own script
+        'const th = document.querySelectorAll("table.data th")[1]; th.click(); th.click();'
+        'const box = document.getElementById("filter"); box.value = "c";'
+        'box.dispatchEvent(new Event("input")); });</script>{% endblock %}').render(t=table)
+    path = tmp_path / "sort.html"
+    path.write_text(page, encoding="utf-8")
+    done = subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--host-resolver-rules=MAP * ~NOTFOUND", f"--user-data-dir={tmp_path / 'profile'}",
+         "--dump-dom", path.resolve().as_uri()], capture_output=True, text=True, timeout=180)
+    rows = re.findall(r"<tr( hidden(?:=\"\")?)?><td>(\w)</td>", done.stdout)
+    assert [name for _, name in rows] == ["c", "b", "a"], done.stdout[-1500:]  # descending
+    assert [bool(hidden) for hidden, _ in rows] == [False, True, True]  # filtered to "c"
