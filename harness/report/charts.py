@@ -162,6 +162,14 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, 
     return front
 
 
+def _small_multiples(groups: dict, figsize: tuple[float, float]):
+    """Per group with data: its title, data, a figure and axes, and the marks' hover titles."""
+    for title, data in groups.items():
+        if data:
+            fig, ax = plt.subplots(figsize=figsize)
+            yield title, data, fig, ax, Marks()
+
+
 def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
                 yunit: str, xlabel: str, ylabel: str) -> str | None:
     """Small multiples: per model, (format, x, y) points with the Pareto front drawn.
@@ -173,11 +181,7 @@ def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
         return None
     labels = list(dict.fromkeys(p[0] for pts in groups.values() for p in pts))
     svgs = []
-    for title, pts in groups.items():
-        if not pts:
-            continue
-        marks = Marks()
-        fig, ax = plt.subplots(figsize=(3.4, 2.9))
+    for title, pts, fig, ax, marks in _small_multiples(groups, (3.4, 2.9)):
         for fmt, x, y in pts:
             ax.scatter([x], [y], s=26, color=colour(fmt, labels), marker=marker(fmt, labels),
                        zorder=3, gid=marks.gid(f"{fmt}: {Num(x, xunit).text()}, "
@@ -208,11 +212,7 @@ def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: s
     if not any(groups.values()):
         return None
     svgs = []
-    for title, series in groups.items():
-        if not series:
-            continue
-        marks = Marks()
-        fig, ax = plt.subplots(figsize=(3.8, 2.9))
+    for title, series, fig, ax, marks in _small_multiples(groups, (3.8, 2.9)):
         for i, (name, pts) in enumerate(series.items()):
             pts = sorted(pts)
             style = {"color": plt.get_cmap("tab10")(i % 10), "marker": MARKERS[i % len(MARKERS)]}
