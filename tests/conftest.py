@@ -61,6 +61,16 @@ def report_runs(tmp_path_factory) -> dict:
 
 
 REQUIRE_BROWSER = "PERSISTBENCH_REQUIRE_BROWSER"
+# Fixtures that run real measurements of several models (minutes on a busy machine): every
+# test that uses one is slow, so `-m "not slow"` leaves them out without a mark per test.
+SLOW_FIXTURES = {"quick_results", "report_runs", "pytest_benchmark_json", "security_run",
+                 "compat_run"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
