@@ -77,9 +77,11 @@ def extremes(label: str, p: Pick, worst_label: str, sign: str = "") -> Sentence:
         return (f"{label}: {p.best}, the only format measured ({sign}", p.best_value, ").")
     if p.best_value.text() == p.worst_value.text():
         return (f"{label}: {sign}", p.best_value, f" with each of the {p.count} formats.")
-    best = p.best if len(p.tied) < 2 else \
-        f"a tie of {len(p.tied)} formats, {', '.join(p.tied)},"
-    return (f"{label}: {best} ({sign}", p.best_value, f"); {worst_label}: {p.worst} ({sign}",
+    if len(p.tied) > 1:
+        return (f"{label}: a tie of {len(p.tied)} formats at {sign}", p.best_value,
+                f" ({', '.join(p.tied)}); {worst_label}: {p.worst} ({sign}", p.worst_value,
+                ").")
+    return (f"{label}: {p.best} ({sign}", p.best_value, f"); {worst_label}: {p.worst} ({sign}",
             p.worst_value, ").")
 
 

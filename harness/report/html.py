@@ -108,6 +108,14 @@ def headline(m: dict) -> list:
     ) if part]
 
 
+def by_model(guides: list) -> list[tuple[str, list]]:
+    """One guide per model, its sizes side by side, in the order the cells name them."""
+    grouped: dict[str, list] = {}
+    for g in guides:
+        grouped.setdefault(g.model, []).append(g)
+    return list(grouped.items())
+
+
 def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
     failed = mr.failed()
     failed_table = Table("", ["experiment", "model", "size", "format", "variant", "status",
@@ -117,7 +125,7 @@ def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
     return environment().get_template("report.html.j2").render(
         m=mr, headline=headline(mr.machine), failed=failed, failed_table=failed_table,
         verdict=verdict(mr.cells), needs=NEEDS, factor=Num(FACTOR, "x"),
-        guide=guide(mr), sections=sections(mr.experiments(), mr.machine),
+        guide=by_model(guide(mr)), sections=sections(mr.experiments(), mr.machine),
         profiles=profile_table(profiles or {}), **machine_card(mr))
 
 
