@@ -19,7 +19,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from harness.formats import FORMATS
 from harness.report.values import Num
@@ -94,6 +94,10 @@ def tick_text(value: float, unit: str) -> str:
 def _unit_axis(ax, unit: str, axis: str = "x") -> None:
     """Tick labels in the report's units; minor ticks unlabelled (log axes crowd them)."""
     target = ax.xaxis if axis == "x" else ax.yaxis
+    low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    if target.get_scale() == "log" and 0 < low < high < low * 30:
+        # under about a decade and a half, decades alone leave the axis without a label
+        target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     target.set_major_formatter(FuncFormatter(lambda v, _pos: tick_text(v, unit)))
     target.set_minor_formatter(NullFormatter())
 
