@@ -1,8 +1,13 @@
 """persistbench: measure how to persist a scikit-learn model, on your own machine."""
 
-from importlib.metadata import PackageNotFoundError, version
 
-try:
-    __version__ = version("persistbench")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+def __getattr__(name: str) -> str:
+    """`__version__` on first use: importlib.metadata costs half a second at every start."""
+    if name != "__version__":
+        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("persistbench")
+    except PackageNotFoundError:  # running from a source tree that was not installed
+        return "0+unknown"

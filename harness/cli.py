@@ -129,16 +129,38 @@ def _refuse_overwrite(output: Path, resume: bool) -> None:
                          "--output")
 
 
-def _measure(output: Path, measure_and_print) -> int:
+def writable_file(path: Path, option: str) -> None:
+    """Refuse, before any work, an output file that could not be written (one line, exit 2)."""
+
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a directory; give a file name")
+    writable_dir(path.parent, option, shown=path)
+
+
+def writable_dir(path: Path, option: str, shown: Path | None = None) -> None:
+    """Create `path` if needed and prove a file can be written in it (works as root too,
+    where permission bits say yes to everything: only a real attempt tells)."""
+    import tempfile
+
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=path).close()
+    except OSError as exc:
+        raise UsageError(f"cannot write {option} {shown or path}: "
+                         f"{exc.strerror or exc}; choose another path") from None
+
+
+def _measure(output: Path, measure_and_print, only: bool = False) -> int:
     """Run a measurement into `output`, then its report; Ctrl-C keeps what was measured."""
     try:
         measure_and_print()
     except KeyboardInterrupt:
         print(f"interrupted; everything measured so far is in {output} "
-              "(continue with --resume)", file=sys.stderr)
+              "(continue with --resume)" if output.exists() else
+              "interrupted before the first result was written", file=sys.stderr)
         return 130
     print(f"results: {output}")
-    return _report_after_run(output)
+    return _report_after_run(output, only)
 
 
 def cmd_run(args) -> int:
@@ -151,14 +173,19 @@ def cmd_run(args) -> int:
     else:
         output = args.output or _default_output()
         _refuse_overwrite(output, args.resume)
+    writable_file(output, "--output")
     options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
                          profile=args.profile, seed=args.seed, argv=sys.argv,
                          calibrate=not args.no_calibrate, runs=args.runs)
-    return _measure(output, lambda: print_summary(run(cells, options).data))
+    return _measure(output, lambda: print_summary(run(cells, options).data), args.only)
 
 
-def _report_after_run(output: Path) -> int:
-    """The run's answer as a page a person can open; the results file is already safe."""
+def _report_after_run(output: Path, only: bool = False) -> int:
+    """The machine's answer as a page a person can open; the results file is already safe.
+
+    The page gathers every results file of this machine beside `output` (newest cell wins),
+    so a serving run adds to the round trips measured earlier; `only` shows this run alone.
+    """
     from harness.extras import missing
 
     problem = missing("report")
@@ -166,10 +193,11 @@ def _report_after_run(output: Path) -> int:
         print(f"persistbench: no HTML report: {problem}; then `persistbench report {output}`",
               file=sys.stderr)
         return 0
-    from harness.report.html import write_reports
-
     try:
-        page = write_reports([output], REPORTS_DIR)[0]
+        from harness.report.data import with_siblings
+        from harness.report.html import write_reports
+
+        page = write_reports([output] if only else with_siblings([output]), REPORTS_DIR)[0]
     except Exception as exc:  # a rendering bug must not hide that the results are saved
         print(f"persistbench: error: the report could not be written ({exc}); the results "
               f"are in {output}: retry with `persistbench report {output}`", file=sys.stderr)
@@ -179,14 +207,15 @@ def _report_after_run(output: Path) -> int:
 
 
 def cmd_report(args) -> int:
-    from harness.report.data import load
+    from harness.report.data import load, with_siblings
 
+    results = args.results if args.only else with_siblings(args.results)
     if args.format == "md":
         if args.output is not None:
             raise UsageError("--output applies to --format html; Markdown is printed")
         from harness.report.markdown import render_all
 
-        print(render_all(load(args.results)), end="")
+        print(render_all(load(results)), end="")
         return 0
     from harness.extras import missing
 
@@ -196,7 +225,8 @@ def cmd_report(args) -> int:
     from harness.report.html import write_reports
 
     output = args.output or REPORTS_DIR
-    for page in write_reports(args.results, output):
+    writable_dir(output, "--output")
+    for page in write_reports(results, output):
         print(f"report: {page}")
     print(f"index: {output / 'index.html'}")
     return 0
@@ -206,6 +236,8 @@ def cmd_compare(args) -> int:
     from harness.report.compare import compare, print_comparisons, write_html
     from harness.results import read
 
+    if args.html:
+        writable_file(args.html, "--html")
     if args.aa is not None:
         from harness.passes import split_passes
 
@@ -388,6 +420,9 @@ def build_parser() -> Parser:
     p.add_argument("--resume", action="store_true", help="skip cells already in --output")
     p.add_argument("--no-calibrate", action="store_true",
                    help="skip the machine bandwidth calibration (a few seconds)")
+    p.add_argument("--only", action="store_true",
+                   help="report this run alone (default: every results file of this machine "
+                        "in the output's folder, newest cell wins)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("report", help="HTML report per machine (or Markdown) from results")
@@ -395,6 +430,9 @@ def build_parser() -> Parser:
     p.add_argument("--output", type=Path, help=f"report folder (default {REPORTS_DIR}/)")
     p.add_argument("--format", choices=("html", "md"), default="html",
                    help="html: write DIR/<machine>/index.html; md: print a Markdown summary")
+    p.add_argument("--only", action="store_true",
+                   help="the files named alone (default: with every other results file of "
+                        "the same machine in their folders, newest cell wins)")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("compare", help="B/A per cell and measure between runs, with a "
@@ -504,3 +542,6 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ResultsError) as exc:
         print(f"persistbench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # before measuring began (`_measure` handles it after)
+        print("persistbench: interrupted", file=sys.stderr)
+        return 130

@@ -59,9 +59,30 @@ def context():
                 and "forkserver" in multiprocessing.get_all_start_methods()):
             _context = multiprocessing.get_context("forkserver")
             _context.set_forkserver_preload(["harness.worker"])
+            _start_forkserver_deaf_to_ctrl_c()
         else:  # macOS, where forking after Apple's frameworks load is unsafe
             _context = multiprocessing.get_context("spawn")
     return _context
+
+
+def _start_forkserver_deaf_to_ctrl_c() -> None:
+    """Start the forkserver now, with SIGINT ignored, which it and its children inherit.
+
+    multiprocessing ignores SIGINT in its forkserver only once the preload is imported, so
+    a Ctrl-C in the first seconds printed the forkserver's own traceback beside the
+    harness's one-line message; children would print theirs too. Ctrl-C belongs to the
+    harness's process, which kills the children (`_kill_tree`) and keeps what was measured.
+    """
+    import threading
+    from multiprocessing import forkserver
+
+    if threading.current_thread() is not threading.main_thread():
+        return  # signal handlers can only be set from the main thread; start lazily
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        forkserver.ensure_running()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _kill_tree(pid: int) -> None:

@@ -1,22 +1,30 @@
-"""A terminal table of a results file: the run's answer before any report is opened."""
+"""The run's answer in the terminal, before any report is opened.
+
+One table per experiment that ran: the first table of that experiment's report section
+(`harness.report.views`), so the terminal and the page never disagree and a new experiment's
+view shows up here without more code. Then the verdict for the models measured, the
+per-step overhead and the cells that failed.
+"""
 
 from __future__ import annotations
 
+import statistics
+
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from harness.units import human_bytes, human_seconds
+from harness.report.values import Hover
+from harness.report.verdict import render_terminal, verdict
+from harness.report.views import Table as ViewTable
+from harness.report.views import sections
+from harness.units import human_seconds
 
-
-def _median(cell: dict, key: str) -> str:
-    value = (cell.get(key) or {}).get("median")
-    return human_seconds(value) if value is not None else "-"
+CELL_WIDTH = 60  # a long reason or loader message is cut: the failed cells list has it whole
 
 
 def overhead_summary(data: dict) -> dict | None:
     """Per-step cost from a cell's start to its first measurement (fork + reading the model)."""
-    import statistics
-
     spans = [o["to_first_measurement_s"] for c in data["cells"] for o in c.get("overhead", [])]
     spawns = [o["spawn_s"] for c in data["cells"] for o in c.get("overhead", [])]
     if not spans:
@@ -25,26 +33,46 @@ def overhead_summary(data: dict) -> dict | None:
             "to_first_measurement_max_s": max(spans), "spawn_median_s": statistics.median(spawns)}
 
 
-def print_summary(data: dict, console: Console | None = None) -> None:
-    # Logs and CI are not terminals; do not squeeze the table into 80 columns there.
-    console = console or Console(width=None if Console().is_terminal else 160)
-    table = Table("model", "size", "format", "status", "file", "dump", "load", "cold load",
-                  "dump +RSS", "load +RSS", "equal", title="roundtrip (medians)")
+def text(value) -> str:
+    """A view's cell value as terminal text (markup-safe: rich would eat "[...]")."""
+    if value is None:
+        return "-"
+    if isinstance(value, bool):
+        return "yes" if value else "[red]no[/red]"
+    shown = str(value)
+    if len(shown) > CELL_WIDTH:
+        shown = shown[:CELL_WIDTH - 1] + "…"
+    shown = escape(shown)
+    if isinstance(value, Hover) and value.bad:
+        return f"[red]{shown}[/red]"
+    return shown
+
+
+def experiment_tables(data: dict) -> list[Table]:
+    """Each experiment's first report table, as a rich table titled after the experiment."""
+    grouped: dict[str, list[dict]] = {}
     for cell in data["cells"]:
-        if cell["experiment"] != "roundtrip":
+        grouped.setdefault(cell["experiment"], []).append(cell)
+    out = []
+    for section in sections(grouped, data["machine"]):
+        first = next((b for b in section.blocks if isinstance(b, ViewTable)), None)
+        if first is None:
             continue
-        ok = cell["status"] == "ok"
-        equal = cell.get("roundtrip_equal")
-        table.add_row(
-            cell["model"], cell["size"], cell["format"],
-            cell["status"] if ok else f"[red]{cell['status']}[/red]",
-            human_bytes(cell["file_bytes"]) if "file_bytes" in cell else "-",
-            _median(cell, "dump_s"), _median(cell, "load_s"), _median(cell, "load_cold_s"),
-            human_bytes(cell["dump_peak_rss_bytes"]) if "dump_peak_rss_bytes" in cell else "-",
-            human_bytes(cell["load_peak_rss_bytes"]) if "load_peak_rss_bytes" in cell else "-",
-            "-" if equal is None else ("yes" if equal else "[red]no[/red]"),
-        )
-    console.print(table)
+        table = Table(*first.columns, title=f"{section.experiment}: {first.title}")
+        for row in first.rows:
+            table.add_row(*[text(v) for v in row])
+        out.append(table)
+    return out
+
+
+def print_summary(data: dict, console: Console | None = None) -> None:
+    # Logs and CI are not terminals; do not squeeze the tables into 80 columns there.
+    console = console or Console(width=None if Console().is_terminal else 160)
+    for table in experiment_tables(data):
+        console.print(table)
+    rows = verdict(data["cells"])
+    if rows:
+        render_terminal(rows, console, title="verdict (this run's cells)")
     overhead = overhead_summary(data)
     if overhead:
         console.print(
@@ -55,5 +83,6 @@ def print_summary(data: dict, console: Console | None = None) -> None:
             f"{human_seconds(overhead['spawn_median_s'])})", highlight=False)
     failed = [c for c in data["cells"] if c["status"] != "ok"]
     for cell in failed:
-        console.print(f"[yellow]{cell['cell_id']}[/yellow] {cell['status']}: {cell['reason']}",
+        console.print(f"[yellow]{escape(cell['cell_id'])}[/yellow] {cell['status']}: "
+                      f"{escape(cell['reason'])}",
                       markup=True, highlight=False, soft_wrap=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -58,3 +60,31 @@ def report_runs(tmp_path_factory) -> dict:
         out["results"].append(work / f"run{i}.json")
         out["stdout"].append(done.stdout)
     return out
+
+
+REQUIRE_BROWSER = "PERSISTBENCH_REQUIRE_BROWSER"
+# Fixtures that run real measurements of several models (minutes on a busy machine): every
+# test that uses one is slow, so `-m "not slow"` leaves them out without a mark per test.
+SLOW_FIXTURES = {"quick_results", "report_runs", "pytest_benchmark_json", "security_run",
+                 "compat_run"}
+
+
+def pytest_collection_modifyitems(items) -> None:
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Debian's headless Chromium. Missing, the browser checks are skipped with this reason
+    (shown by `-rs`, on in pytest's options), unless PERSISTBENCH_REQUIRE_BROWSER=1 (CI):
+    then a missing browser fails, so CI cannot pass without having looked at the page."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found:
+        return found
+    message = ("Chromium is not installed: the report's browser checks did not run "
+               "(apt-get install chromium; CI sets PERSISTBENCH_REQUIRE_BROWSER=1)")
+    if os.environ.get(REQUIRE_BROWSER) == "1":
+        pytest.fail(f"{message}, but {REQUIRE_BROWSER}=1 requires them")
+    pytest.skip(message)

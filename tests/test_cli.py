@@ -64,3 +64,41 @@ def test_run_with_a_user_model_writes_results(tmp_path):
     cells = read(out)["cells"]
     assert {c["format"] for c in cells} == {"pickle", "skops"}
     assert all(c["model"] == "known_models:raises" and c["size"] == "custom" for c in cells)
+
+
+@pytest.mark.parametrize("command, option", [
+    (["run", "--models", "logreg", "--output", "{blocked}/r.json"], "--output"),
+    (["run", "--models", "logreg", "--output", "{folder}"], "--output"),
+    (["report", "{missing}", "--output", "{blocked}/reports"], "--output"),
+    (["compare", "{missing}", "{missing}", "--html", "{blocked}/c.html"], "--html"),
+])
+def test_unwritable_output_is_one_line_before_any_work(tmp_path, command, option):
+    """A path under a regular file cannot be created, even by root; a folder is no file."""
+    (tmp_path / "blocked").write_text("a file, not a folder")
+    (tmp_path / "folder").mkdir()
+    args = [a.format(blocked=tmp_path / "blocked", folder=tmp_path / "folder",
+                     missing=tmp_path / "missing.json") for a in command]
+    proc = persistbench(*args)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and option in lines[0], proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay_s", [0.3, 3.0])
+def test_ctrl_c_in_the_first_seconds_is_one_line(tmp_path, delay_s):
+    """While the libraries import (0.3 s) or the forkserver preloads them (3 s): one line
+    from the harness, none from the forkserver or its children, exit 130."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness", "run", "--models", "logreg", "--no-calibrate",
+         "--output", str(tmp_path / "r.json")], cwd=tmp_path, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(delay_s)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert len(err.strip().splitlines()) == 1 and "interrupted" in err, err

@@ -1,20 +1,25 @@
 """Figures as inline SVG (matplotlib, Agg): no image files, no fonts to fetch, no network.
 
-Every chart takes plain numbers already picked out of the cells (SI units) and returns an
-`<svg>` string, or None when there is nothing to draw (e.g. asv results hold timings but no
-sizes or memory); views decide what to plot, this module only how.
+Every chart takes plain numbers already picked out of the cells (SI units) and returns
+HTML: one `<svg>` per panel in a wrapping `<div class="panels">`, so panels sit side by side
+on a wide screen and stack on a phone; or None when there is nothing to draw (e.g. asv
+results hold timings but no sizes or memory). Every mark carries a `<title>` (format, row
+and value), which browsers show on hover. Views decide what to plot, this module only how.
 """
 
 from __future__ import annotations
 
+import html
 import io
+import itertools
 from collections.abc import Sequence
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
-from matplotlib.ticker import FuncFormatter, MaxNLocator, NullFormatter
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from harness.formats import FORMATS
 from harness.report.values import Num
@@ -41,69 +46,115 @@ def marker(label: str, labels: Sequence[str]) -> str:
     return MARKERS[known.index(label) % len(MARKERS)]
 
 
-def to_svg(fig) -> str:
+class Marks:
+    """Hover titles for one figure's marks: each mark is drawn with a unique gid, which the
+    SVG writer keeps as the id of the mark's group, where `to_svg` puts its <title>."""
+
+    _ids = itertools.count()
+
+    def __init__(self) -> None:
+        self.titles: dict[str, str] = {}
+
+    def gid(self, title: str) -> str:
+        gid = f"pb-mark-{next(self._ids)}"
+        self.titles[gid] = title
+        return gid
+
+
+def to_svg(fig, marks: Marks | None = None) -> str:
     buf = io.StringIO()
     fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
     plt.close(fig)
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: invalid inside HTML
+    text = text[text.index("<svg"):]  # drop the XML prolog and DOCTYPE: invalid inside HTML
+    for gid, title in (marks.titles if marks else {}).items():
+        text = text.replace(f'<g id="{gid}">',
+                            f'<g id="{gid}"><title>{html.escape(title)}</title>', 1)
+    return text
 
 
-def _legend_below(fig, axes) -> None:
-    """One legend for all panels, each label once; none when no panel drew a labelled mark."""
-    handles, names = [], []
-    for ax in axes:
-        for h, n in zip(*ax.get_legend_handles_labels(), strict=True):
-            if n not in names:
-                handles.append(h)
-                names.append(n)
-    if names:
-        fig.legend(handles, names, loc="upper center", ncol=min(len(names), 6),
-                   bbox_to_anchor=(0.5, 0), frameon=False)
+def panels_html(svgs: Sequence[str]) -> str | None:
+    return f'<div class="panels">{"".join(svgs)}</div>' if svgs else None
+
+
+def tick_text(value: float, unit: str) -> str:
+    """A tick label: 1k and 10k for counts, 850× for ratios, the report's units otherwise."""
+    if value == 0:
+        return "0"
+    if unit == "":
+        for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if abs(value) >= size:
+                return f"{value / size:g}{suffix}"
+        return f"{value:g}"
+    if unit == "x":
+        return f"{value:.0f}×" if abs(value) >= 100 else f"{value:.2g}×"
+    return Num(value, unit).text()
 
 
 def _unit_axis(ax, unit: str, axis: str = "x") -> None:
     """Tick labels in the report's units; minor ticks unlabelled (log axes crowd them)."""
-    fmt = FuncFormatter(lambda v, _pos: Num(v, unit).text() if v > 0 else "0")
     target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_formatter(fmt)
+    low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+    if target.get_scale() == "log" and 0 < low < high < low * 30:
+        # under about a decade and a half, decades alone leave the axis without a label
+        target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: tick_text(v, unit)))
     target.set_minor_formatter(NullFormatter())
+
+
+def _legend_svg(labels: Sequence[str], extra: Sequence[tuple[str, dict]] = ()) -> str:
+    """The formats' legend as a panel of its own, so it wraps with the panels."""
+    fig = plt.figure(figsize=(2.0, 0.22 * (len(labels) + len(extra)) + 0.2))
+    handles = [Line2D([], [], ls="", marker=marker(f, labels), color=colour(f, labels),
+                      label=f) for f in labels]
+    handles += [Line2D([], [], label=name, **style) for name, style in extra]
+    fig.legend(handles=handles, loc="center", frameon=False)
+    return to_svg(fig)
 
 
 def dot_panels(rows: Sequence[str], panels: Sequence[tuple[str, dict[str, list]]], unit: str,
                scale: str = "log", linthresh: float = 1.0) -> str | None:
-    """One row per model, one marker per format, side-by-side panels sharing the rows.
+    """One row per model, one marker per format; each panel its own chart.
 
     `panels` is [(title, {format: [value per row or None]})]. Values <= 0 are left out of a
-    log axis (a symlog axis keeps them).
+    log axis (a symlog axis keeps them); a panel with nothing to draw is left out.
     """
-    if not any(v is not None and (v > 0 or scale != "log")
-               for _, series in panels for values in series.values() for v in values):
+    def drawable(v) -> bool:
+        return v is not None and (v > 0 or scale != "log")
+
+    panels = [(t, series) for t, series in panels
+              if any(drawable(v) for values in series.values() for v in values)]
+    if not panels:
         return None
     labels = list(dict.fromkeys(f for _, series in panels for f in series))
-    height = 0.9 + 0.32 * len(rows)
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels) + 1.5, height),
-                             sharey=True, squeeze=False)
     offsets = {f: (i - (len(labels) - 1) / 2) * 0.6 / max(len(labels), 1)
                for i, f in enumerate(labels)}
-    for ax, (title, series) in zip(axes[0], panels, strict=True):
+    svgs = []
+    for title, series in panels:
+        marks = Marks()
+        fig, ax = plt.subplots(figsize=(4.2, 0.9 + 0.32 * len(rows)))
         for fmt, values in series.items():
-            pts = [(v, i + offsets[fmt]) for i, v in enumerate(values)
-                   if v is not None and (v > 0 or scale != "log")]
-            if pts:
-                ax.scatter([p[0] for p in pts], [p[1] for p in pts], s=22, label=fmt,
-                           color=colour(fmt, labels), marker=marker(fmt, labels), zorder=3)
+            for i, v in enumerate(values):
+                if drawable(v):
+                    ax.scatter([v], [i + offsets[fmt]], s=22, color=colour(fmt, labels),
+                               marker=marker(fmt, labels), zorder=3,
+                               gid=marks.gid(f"{fmt}, {rows[i]}: {Num(v, unit).text()}"))
         ax.set_xscale(scale, **({"linthresh": linthresh} if scale == "symlog" else {}))
-        if scale != "log":  # a linear or symlog axis starts at zero: no exaggerated gaps
+        if scale == "linear":  # a linear axis starts at zero: no exaggerated gaps
             ax.set_xlim(left=0)
-            if scale == "linear":
-                ax.xaxis.set_major_locator(MaxNLocator(4))
+            ax.xaxis.set_major_locator(MaxNLocator(4))
+        elif scale == "symlog":  # zero, then decades past the linear zone ("0" and "10 kB"
+            ax.set_xlim(left=0)  # would print over each other inside it)
+            top = ax.get_xlim()[1]
+            decades = [10.0 ** k for k in range(0, 16) if linthresh <= 10.0 ** k <= top]
+            ax.set_xticks([0.0, *decades])
         _unit_axis(ax, unit)
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(title)
         ax.set_yticks(range(len(rows)), list(rows))
         ax.set_ylim(len(rows) - 0.5, -0.5)
-    _legend_below(fig, axes[0])
-    return to_svg(fig)
+        svgs.append(to_svg(fig, marks))
+    return panels_html([*svgs, _legend_svg(labels)])
 
 
 def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, float, float]]:
@@ -115,42 +166,47 @@ def pareto_front(points: Sequence[tuple[str, float, float]]) -> list[tuple[str, 
     return front
 
 
-def _panels(n: int, max_cols: int, width: float, height: float = 2.8):
-    """A grid of n small panels, the unused cells of its last row hidden."""
-    cols = min(max_cols, n)
-    nrows = -(-n // cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(width * cols, height * nrows), squeeze=False)
-    for ax in axes.flat[n:]:
-        ax.set_visible(False)
-    return fig, axes
+def _small_multiples(groups: dict, figsize: tuple[float, float]):
+    """Per group with data: its title, data, a figure and axes, and the marks' hover titles."""
+    for title, data in groups.items():
+        if data:
+            fig, ax = plt.subplots(figsize=figsize)
+            yield title, data, fig, ax, Marks()
 
 
 def pareto_grid(groups: dict[str, list[tuple[str, float, float]]], xunit: str,
                 yunit: str, xlabel: str, ylabel: str) -> str | None:
-    """Small multiples: per model, (format, x, y) points with the Pareto front drawn."""
+    """Small multiples: per model, (format, x, y) points with the Pareto front drawn.
+
+    Only the front's formats are labelled on the chart, alternately above and below their
+    point so neighbours do not print over each other; every point has a hover title.
+    """
     if not any(groups.values()):
         return None
     labels = list(dict.fromkeys(p[0] for pts in groups.values() for p in pts))
-    fig, axes = _panels(len(groups), max_cols=4, width=3.3)
-    for ax, (title, pts) in zip(axes.flat, groups.items(), strict=False):
+    svgs = []
+    for title, pts, fig, ax, marks in _small_multiples(groups, (3.4, 2.9)):
         for fmt, x, y in pts:
             ax.scatter([x], [y], s=26, color=colour(fmt, labels), marker=marker(fmt, labels),
-                       label=fmt, zorder=3)
+                       zorder=3, gid=marks.gid(f"{fmt}: {Num(x, xunit).text()}, "
+                                               f"{Num(y, yunit).text()}"))
         front = pareto_front(pts)
         ax.plot([p[1] for p in front], [p[2] for p in front], color="black", lw=1, ls="--",
-                zorder=2, label="Pareto front")
-        for fmt, x, y in front:
-            ax.annotate(fmt, (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7)
+                zorder=2)
+        for i, (fmt, x, y) in enumerate(front):
+            ax.annotate(fmt, (x, y), textcoords="offset points", fontsize=7,
+                        xytext=(5, 4) if i % 2 == 0 else (5, -10))
         ax.set_xscale("log")
         ax.set_yscale("log")
         _unit_axis(ax, xunit, "x")
         _unit_axis(ax, yunit, "y")
+        ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
-    _legend_below(fig, axes.flat)
-    fig.tight_layout()
-    return to_svg(fig)
+        svgs.append(to_svg(fig, marks))
+    front_style = {"color": "black", "ls": "--"}
+    return panels_html([*svgs, _legend_svg(labels, [("Pareto front", front_style)])])
 
 
 def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: str,
@@ -159,12 +215,16 @@ def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: s
     """Small multiples of lines: per panel, {series: [(x, y), ...]}; `reference` a dashed y."""
     if not any(groups.values()):
         return None
-    fig, axes = _panels(len(groups), max_cols=3, width=3.8)
-    for ax, (title, series) in zip(axes.flat, groups.items(), strict=False):
+    svgs = []
+    for title, series, fig, ax, marks in _small_multiples(groups, (3.8, 2.9)):
         for i, (name, pts) in enumerate(series.items()):
             pts = sorted(pts)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=MARKERS[i % len(MARKERS)],
-                    color=plt.get_cmap("tab10")(i % 10), label=name, ms=4)
+            style = {"color": plt.get_cmap("tab10")(i % 10), "marker": MARKERS[i % len(MARKERS)]}
+            ax.plot([p[0] for p in pts], [p[1] for p in pts], label=name, ms=4, **style)
+            for x, y in pts:  # one mark per point, over the line's, to carry its hover title
+                ax.scatter([x], [y], s=16, color=style["color"], marker=style["marker"],
+                           zorder=3, gid=marks.gid(f"{name}, {xlabel} {tick_text(x, '')}: "
+                                                   f"{tick_text(y, yunit)}"))
         if reference is not None:
             ax.axhline(reference, color="grey", lw=1, ls="--")
         if logx:
@@ -177,5 +237,5 @@ def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: s
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
-    fig.tight_layout()
-    return to_svg(fig)
+        svgs.append(to_svg(fig, marks))
+    return panels_html(svgs)

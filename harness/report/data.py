@@ -3,7 +3,8 @@
 Several results files of one machine (e.g. a quick run and a later `--experiments sharing`
 run) make one report: their cells are merged, and when a cell was measured more than once the
 run that started last wins, so a re-measured cell replaces its older value instead of showing
-twice.
+twice. `with_siblings` finds those files: a serving run must add to the machine's report,
+not replace the round trips measured an hour before.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.importers import read_any
+from harness.results import SCHEMA
 
 
 @dataclass
@@ -68,3 +70,34 @@ def load(paths: list[Path]) -> list[MachineResults]:
         known.cells = list(by_id.values())
     order = list(dict.fromkeys(data["machine"]["machine_id"] for _, data in read))
     return [machines[mid] for mid in order]
+
+
+def _machine_of(path: Path) -> str | None:
+    """The machine id of a persistbench results file; None for anything else in the folder."""
+    import json
+
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
+        return None
+    return (data.get("machine") or {}).get("machine_id")
+
+
+def with_siblings(paths: list[Path]) -> list[Path]:
+    """`paths` plus every results file of the same machines in the same folders.
+
+    Only persistbench results files gain siblings; asv directories and pytest-benchmark
+    files stand alone. Files that are not results (or not readable) are passed over here;
+    the ones named in `paths` are still read, and refused with their reason, by `load`.
+    """
+    out = list(dict.fromkeys(Path(p) for p in paths))
+    for path in list(out):
+        machine = _machine_of(path) if path.is_file() else None
+        if machine is None:
+            continue
+        for sibling in sorted(path.parent.glob("*.json")):
+            if sibling not in out and _machine_of(sibling) == machine:
+                out.append(sibling)
+    return out

@@ -20,7 +20,7 @@ QUESTIONS = (
     "Do load speed, memory and sharing between processes matter?",
     "Could pickle or joblib not persist the model?",
 )
-MODEL_EXPERIMENTS = ("roundtrip", "sharing", "inference", "footprint")  # what the guide reads
+MODEL_EXPERIMENTS = ("roundtrip", "sharing", "inference", "footprint", "robustness")
 PICKLE_BASED = ("pickle", "pickle-p5", "joblib", "joblib-mmap", "joblib-zlib3", "joblib-lz4",
                 "joblib-lzma")
 
@@ -35,6 +35,7 @@ class Pick:
     worst: str
     worst_value: Num
     count: int  # how many formats had a value
+    tied: tuple[str, ...] = ()  # every format whose value reads the same as the best's
 
 
 @dataclass
@@ -76,7 +77,10 @@ def pick(cells: dict[str, dict], key: str, unit: str) -> Pick | None:
         return None
     best = min(values, key=lambda fv: fv[1])
     worst = max(values, key=lambda fv: fv[1])
-    return Pick(key, best[0], Num(best[1], unit), worst[0], Num(worst[1], unit), len(values))
+    shown = Num(best[1], unit).text()
+    tied = tuple(f for f, v in values if Num(v, unit).text() == shown)
+    return Pick(key, best[0], Num(best[1], unit), worst[0], Num(worst[1], unit), len(values),
+                tied)
 
 
 def extremes(label: str, p: Pick, worst_label: str, sign: str = "") -> Sentence:
@@ -85,6 +89,10 @@ def extremes(label: str, p: Pick, worst_label: str, sign: str = "") -> Sentence:
         return (f"{label}: {p.best}, the only format measured ({sign}", p.best_value, ").")
     if p.best_value.text() == p.worst_value.text():
         return (f"{label}: {sign}", p.best_value, f" with each of the {p.count} formats.")
+    if len(p.tied) > 1:
+        return (f"{label}: a tie of {len(p.tied)} formats at {sign}", p.best_value,
+                f" ({', '.join(p.tied)}); {worst_label}: {p.worst} ({sign}", p.worst_value,
+                ").")
     return (f"{label}: {p.best} ({sign}", p.best_value, f"); {worst_label}: {p.worst} ({sign}",
             p.worst_value, ").")
 
@@ -108,13 +116,13 @@ def _failure(cell: dict) -> tuple:
 def onnx_fidelity(cell: dict) -> tuple:
     """How close ONNX's outputs are: labels and probabilities, or regression values."""
     if cell.get("label_agreement") is not None:
-        ties = cell.get("tied_rows")
-        untied = cell.get("label_agreement_untied")
+        ties = ((" (", Num(cell["label_agreement_untied"], "%"), " of the rows without a "
+                 f"vote tie; {cell['tied_rows']} rows are exact ties, which ONNX may break "
+                 "toward another class)")
+                if cell.get("tied_rows") and cell.get("label_agreement_untied") is not None
+                else ())
         return (" and predicts the same label for ", Num(cell["label_agreement"], "%"),
-                " of the evaluation rows",
-                *((" (", Num(untied, "%"), " of the rows that are not ties; ", Num(ties),
-                   " rows tie the original's top two probabilities, where either label is "
-                   "right)") if ties and untied is not None else ()),
+                " of the evaluation rows", *ties,
                 *((", probabilities within ", Num(cell["proba_max_abs_diff"]))
                   if cell.get("proba_max_abs_diff") is not None else ()))
     if cell.get("prediction_max_abs_diff") is not None:
@@ -128,15 +136,19 @@ def serve_answer(rt: dict[str, dict], inference: list[dict], footprint: list[dic
     out: list[Sentence] = []
     onnx = rt.get("onnx")
     python = {f: c for f, c in rt.items() if f != "onnx"}
-    if onnx is None:
+    if onnx is None and not (inference or footprint):
         out.append(("ONNX was not measured for this model.",))
+    elif onnx is None:
+        pass  # its inference and footprint figures below say what was measured
     elif onnx["status"] != "ok":
         out.append(("ONNX is not available for this model: ", *_failure(onnx), "."))
     else:
         fastest = pick(python, "load_s", "s")
+        size = onnx.get("file_bytes")
         out.append((
-            "ONNX works: a ", Num(onnx.get("file_bytes"), "B"), " file that loads into an "
-            "inference session in ", Num(median(onnx.get("load_s")), "s"),
+            "ONNX works: ", *(("a ", Num(size, "B"), " file that loads") if size else
+                              ("it loads",)),
+            " into an inference session in ", Num(median(onnx.get("load_s")), "s"),
             *((" (the fastest Python format, ", fastest.best, ", loads in ",
                fastest.best_value, ")") if fastest else ()),
             *onnx_fidelity(onnx), "."))
@@ -200,6 +212,19 @@ def security_sentences(security: list[dict]) -> list[Sentence]:
     return out
 
 
+def robustness_sentences(robustness: list[dict]) -> list[Sentence]:
+    """Damaged files a loader accepted without complaint: wrong predictions, no error."""
+    silent = [(c["format"], c["outcomes"]["silent_wrong"], c["trials"]) for c in robustness
+              if c["status"] == "ok" and (c.get("outcomes") or {}).get("silent_wrong")]
+    if not silent:
+        tried = [c for c in robustness if c["status"] == "ok"]
+        return [("No damaged file loaded silently wrong (", str(len(tried)), " formats "
+                 "tried).",)] if tried else []
+    return [("Damaged files that loaded without an error but predict differently: ",
+             "; ".join(f"{fmt} {n} of {trials}" for fmt, n, trials in silent),
+             " (truncated and bit-flipped copies; check a checksum before loading).",)]
+
+
 def trust_answer(rt: dict[str, dict], security: list[dict]) -> list[Sentence]:
     worked = {f: c for f, c in rt.items() if c["status"] == "ok"}
     runs_code = [f for f, c in worked.items() if _traits(c).get("executes_code_on_load")]
@@ -259,9 +284,12 @@ def performance_answer(rt: dict[str, dict], sharing: list[dict]) -> list[Sentenc
             out.append(extremes(f"Lowest peak memory while {phase}", p, "highest", "+"))
     p4, p5 = rt.get("pickle"), rt.get("pickle-p5")
     if p4 and p5 and p4["status"] == p5["status"] == "ok":
-        out.append((f"Default-protocol pickle (protocol {p4.get('pickle_protocol', '?')}) "
-                    "needs +", Num(p4.get("dump_peak_rss_bytes"), "B"), " during dump, "
-                    "protocol 5 needs +", Num(p5.get("dump_peak_rss_bytes"), "B"), "."))
+        rss4, rss5 = p4.get("dump_peak_rss_bytes"), p5.get("dump_peak_rss_bytes")
+        protocol = (f" (protocol {p4['pickle_protocol']})" if p4.get("pickle_protocol")
+                    else "")
+        if rss4 is not None and rss5 is not None and rss4 != rss5:  # equal says nothing
+            out.append((f"Default-protocol pickle{protocol} needs +", Num(rss4, "B"),
+                        " during dump, protocol 5 needs +", Num(rss5, "B"), "."))
     out += _sharing_sentences(sharing)
     return out
 
@@ -349,7 +377,8 @@ def guide(results: MachineResults) -> list[ModelGuide]:
         mg.answers = [
             (QUESTIONS[0], serve_answer(rt, by_exp["inference"].get(key, []),
                                         by_exp["footprint"].get(key, []))),
-            (QUESTIONS[1], trust_answer(rt, security)),
+            (QUESTIONS[1], trust_answer(rt, security)
+             + robustness_sentences(by_exp["robustness"].get(key, []))),
             (QUESTIONS[2], performance_answer(rt, by_exp["sharing"].get(key, []))),
             (QUESTIONS[3], custom_code_answer(rt)),
         ]

@@ -20,6 +20,7 @@ from harness.profile import find_profiles
 from harness.report.data import MachineResults, load
 from harness.report.guide import guide
 from harness.report.values import Hover, Num
+from harness.report.verdict import FACTOR, NEEDS, verdict
 from harness.report.views import Figure, Paragraph, Table, sections
 from harness.results import STATUSES, write_atomic
 
@@ -61,17 +62,28 @@ def _duration(run: dict) -> Num:
     return Num((end - start).total_seconds(), "s")
 
 
+def _known(pairs: list[tuple[str, object]]) -> list[tuple[str, object]]:
+    """Drop what a source did not record (asv knows no filesystem): never print "None"."""
+    return [(label, v) for label, v in pairs
+            if v not in (None, "", 0) and not (isinstance(v, Num) and not v.value)]
+
+
 def machine_card(mr: MachineResults) -> dict:
     m = mr.machine
     fs = m.get("filesystem") or {}
-    fingerprint = [
-        ("machine id", m["machine_id"]), ("host", m.get("hostname")), ("arch", m["arch"]),
-        ("CPU", m["cpu_model"]),
-        ("cores", f"{m['cores_logical']} logical, {m.get('cores_physical')} physical"),
-        ("RAM", Num(m["ram_bytes"], "B")), ("OS", f"{m['os']} {m['kernel']}"),
-        ("Python", f"{m['python']} ({m.get('python_implementation', '')})"),
-        ("filesystem", f"{fs.get('type')} on {fs.get('mount')} ({fs.get('device')})"),
-    ]
+    impl = m.get("python_implementation")
+    fingerprint = _known([
+        ("machine id", m["machine_id"]), ("host", m.get("hostname")), ("arch", m.get("arch")),
+        ("CPU", m.get("cpu_model")),
+        ("cores", ", ".join(f"{n} {kind}" for n, kind in (
+            (m.get("cores_logical"), "logical"), (m.get("cores_physical"), "physical")) if n)),
+        ("RAM", Num(m.get("ram_bytes"), "B")),
+        ("OS", " ".join(filter(None, (m.get("os"), m.get("kernel"))))),
+        ("Python", f"{m['python']} ({impl})" if m.get("python") and impl else m.get("python")),
+        ("filesystem", " ".join(filter(None, (
+            fs.get("type"), fs.get("mount") and f"on {fs['mount']}",
+            fs.get("device") and f"({fs['device']})")))),
+    ])
     cal = mr.calibration
     calibration = [(label, Num(cal.get(key), "B/s")) for key, label in (
         ("memory_copy_bps", "memory copy"), ("page_cache_read_bps", "page-cache read"),
@@ -105,6 +117,25 @@ def _load_average(run: dict) -> str:
     return text + (f", {steal:.1%} stolen" if steal is not None else "")
 
 
+def headline(m: dict) -> list:
+    """The line under the title: what the machine is, as far as the results know it."""
+    sklearn = (m.get("packages") or {}).get("scikit-learn")
+    return [part for part in (
+        m.get("cpu_model"), m.get("arch"),
+        m.get("cores_logical") and f"{m['cores_logical']} cores",
+        m.get("ram_bytes") and f"{Num(m['ram_bytes'], 'B').text()} RAM",
+        m.get("python") and f"Python {m['python']}", sklearn and f"scikit-learn {sklearn}",
+    ) if part]
+
+
+def by_model(guides: list) -> list[tuple[str, list]]:
+    """One guide per model, its sizes side by side, in the order the cells name them."""
+    grouped: dict[str, list] = {}
+    for g in guides:
+        grouped.setdefault(g.model, []).append(g)
+    return list(grouped.items())
+
+
 def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
     failed = mr.failed()
     failed_table = Table("", ["experiment", "model", "size", "format", "variant", "status",
@@ -112,8 +143,9 @@ def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
                          [[c["experiment"], c["model"], c["size"], c["format"],
                            c.get("variant", ""), c["status"], c["reason"]] for c in failed])
     return environment().get_template("report.html.j2").render(
-        m=mr, ram=Num(mr.machine["ram_bytes"], "B"), failed=failed, failed_table=failed_table,
-        guide=guide(mr), sections=sections(mr.experiments(), mr.machine),
+        m=mr, headline=headline(mr.machine), failed=failed, failed_table=failed_table,
+        verdict=verdict(mr.cells), needs=NEEDS, factor=Num(FACTOR, "x"),
+        guide=by_model(guide(mr)), sections=sections(mr.experiments(), mr.machine),
         profiles=profile_table(profiles or {}), **machine_card(mr))
 
 

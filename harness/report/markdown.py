@@ -1,11 +1,13 @@
-"""A compact Markdown summary (decision guide + headline table) for CI job summaries and
-pull-request comments, where an HTML page cannot be shown inline."""
+"""A compact Markdown summary (verdict, headline table, decision guide) for CI job summaries
+and pull-request comments, where an HTML page cannot be shown inline."""
 
 from __future__ import annotations
 
 from harness.report.data import MachineResults
 from harness.report.guide import PICK_MEASURES, Pick, guide
-from harness.report.values import Num, plain
+from harness.report.html import headline
+from harness.report.values import plain
+from harness.report.verdict import NEEDS, verdict
 
 
 def _cell(text: str) -> str:
@@ -27,10 +29,16 @@ def render(mr: MachineResults) -> str:
     lines = [
         f"# persistbench · {mr.machine_id}",
         "",
-        f"{m['cpu_model']} · {m['arch']} · {m['cores_logical']} cores · "
-        f"{Num(m['ram_bytes'], 'B')} RAM · Python {m['python']} · "
-        f"scikit-learn {m['packages'].get('scikit-learn')} · {len(mr.cells)} cells, "
+        " · ".join(map(str, headline(m))) + f" · {len(mr.cells)} cells, "
         f"{len(mr.failed())} not ok · runs: {', '.join(r['started'] for r in mr.runs)}",
+        "",
+        "## Verdict",
+        "",
+        "| model | " + " | ".join(NEEDS.values()) + " |",
+        "|---|" + "---|" * len(NEEDS),
+        *("| " + " | ".join(_cell(x) for x in (
+            row.label, *(row.answers[need].text() for need in NEEDS))) + " |"
+          for row in verdict(mr.cells)),
         "",
         "## Headline (medians)",
         "",
