@@ -135,8 +135,7 @@ def print_verdict(data: dict, model: str, console=None) -> None:
     console.print(table)
     picks = [("fastest warm load", "load_s", human_seconds),
              ("fastest cold load", "load_cold_s", human_seconds),
-             ("smallest file", "file_bytes", human_bytes),
-             ("lowest load memory", "load_peak_rss_bytes", human_bytes)]
+             ("smallest file", "file_bytes", human_bytes)]
     for label, key, show in picks:
         best = _best(rows, key)
         if best:

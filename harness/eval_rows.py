@@ -206,9 +206,10 @@ def _check_predicts(est: Any, rows: Rows) -> None:
 
     try:
         est.predict(rows.X[:5])
+        return
     except Exception as exc:
-        raise RowsNeeded(f"the model cannot predict on {rows.origin.split(':')[0]} "
-                         f"({describe_exception(exc)})") from None
+        why = describe_exception(exc)
+    raise RowsNeeded(f"the model cannot predict on {rows.origin.split(':')[0]} ({why})")
 
 
 def evaluation_rows(est: Any, data: Path | None, seed: int = 0) -> Rows:
@@ -216,7 +217,8 @@ def evaluation_rows(est: Any, data: Path | None, seed: int = 0) -> Rows:
     try:
         rows = rows_from_table(est, data) if data is not None else synthesize(est, seed=seed)
         _check_predicts(est, rows)
+        return rows
     except RowsNeeded as exc:
-        hint = "" if data is not None else f"; {ASK_FOR_DATA}"
-        raise RowsNeeded(f"no evaluation rows for this model: {exc}{hint}") from None
-    return rows
+        why = str(exc)  # raised below, outside the handler: one line, no "caused by" twin
+    hint = "" if data is not None else f"; {ASK_FOR_DATA}"
+    raise RowsNeeded(f"no evaluation rows for this model: {why}{hint}")
