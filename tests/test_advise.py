@@ -298,3 +298,36 @@ def test_run_takes_a_model_file_beside_the_zoo(user_model, tmp_path):
     (cell,) = json.loads(out.read_text())["cells"]
     assert cell["model"].startswith("file:model.joblib@") and cell["size"] == "custom"
     assert cell["status"] == "ok" and cell["roundtrip_equal"]
+
+
+def test_a_skops_file_loads_with_exactly_the_types_the_audit_admitted(tmp_path, cache):
+    import skops.io as sio
+
+    est, _ = _fitted()
+    path = tmp_path / "m.skops"
+    sio.dump(est, path)
+    entry = register(path, None, admit(path))
+    assert entry.format == "skops"
+    assert entry.skops_trusted == tuple(sorted(sio.get_untrusted_types(file=path)))
+    loaded, X = resolve_spec(entry.name).build("custom", 0)
+    assert np.array_equal(loaded.predict(X), est.predict(X))
+
+
+def test_dataframe_rows_reach_a_server_with_names_and_dtypes(tmp_path):
+    from harness.serving import _load_input, save_input
+
+    _, df = _fitted()
+    path = save_input(df, tmp_path / "rows")
+    assert path.suffix == ".parquet"
+    back = _load_input(path)
+    assert list(back.columns) == list(df.columns)
+    assert back["colour"].tolist() == df["colour"].tolist()
+
+
+def test_onnx_refuses_mixed_dataframe_rows_by_name():
+    from harness.formats import Unsupported, onnx_input
+
+    _, df = _fitted()
+    with pytest.raises(Unsupported, match=r"non-numeric columns \(colour\)"):
+        onnx_input(df)
+    assert onnx_input(df[["x"]]).dtype == np.float32
