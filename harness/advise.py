@@ -146,7 +146,14 @@ def print_verdict(data: dict, model: str, console=None) -> None:
         console.print(f"fastest load without running code from the file: "
                       f"[bold]{safe['format']}[/bold] ({human_seconds(safe['load_s'])})",
                       highlight=False)
-    for r in rows:
-        if r["status"] != "ok":
-            console.print(f"[yellow]{r['format']}[/yellow] {r['status']}: {r['reason']}",
-                          highlight=False, soft_wrap=True)
+    for cell in data["cells"]:
+        if cell["model"] == model and cell["experiment"] == "sharing" and \
+                cell["status"] == "ok":
+            console.print(f"{len(cell['per_process'])} serving processes, {cell['format']}: "
+                          f"the model costs {human_bytes(cell['model_pss_bytes'])} of PSS in "
+                          "total", highlight=False)
+    for cell in data["cells"]:
+        if cell["model"] == model and cell["status"] != "ok":
+            console.print(f"[yellow]{cell['experiment']} {cell['format']}[/yellow] "
+                          f"{cell['status']}: {cell['reason']}", highlight=False,
+                          soft_wrap=True)
