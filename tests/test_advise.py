@@ -244,6 +244,19 @@ def persistbench(*args: str, cwd: Path, cache: Path) -> subprocess.CompletedProc
                           text=True, cwd=cwd, env=env, timeout=600)
 
 
+@pytest.mark.parametrize("args, needle", [
+    (["advise", "missing.joblib"], "missing.joblib: no such model file"),
+    (["run", "--data", "t.csv"], "--data and --trust apply to --model-file"),
+    (["advise", "t.csv", "--data", "t.xlsx"], "unknown kind '.xlsx'"),
+])
+def test_bad_model_file_usage_exits_2_with_one_line(tmp_path, args, needle):
+    (tmp_path / "t.csv").write_text("a\n1\n")
+    proc = persistbench(*args, cwd=tmp_path, cache=tmp_path / "cache")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+
+
 def test_advise_refuses_a_payload_and_never_runs_it(tmp_path):
     path, canary = payload_file(tmp_path)
     proc = persistbench("advise", str(path), cwd=tmp_path, cache=tmp_path / "cache")
