@@ -21,12 +21,16 @@ BASIC_EXPERIMENTS = ("roundtrip",)
 FULL_EXPERIMENTS = ("roundtrip", "sharing", "inference", "footprint")
 
 
+# Failures of the loading child that are the user's input, not the harness: exit status 2.
+INPUT_ERRORS = ("RowsNeeded: ", "NotAnEstimator: ")
+
+
 class LoadFailed(Exception):
     """The admitted file could not be loaded or given evaluation rows, with the reason."""
 
-    def __init__(self, message: str, needs_data: bool):
+    def __init__(self, message: str, bad_input: bool):
         super().__init__(message)
-        self.needs_data = needs_data  # bad or missing --data: a usage error, exit 2
+        self.bad_input = bad_input  # no estimator, or bad or missing --data: exit 2
 
 
 def model_source(path: Path, data: Path | None, trust: tuple[str, ...]) -> ModelFile:
@@ -45,9 +49,9 @@ def load_into_cache(entry: ModelFile, seed: int, scratch: Path) -> dict:
     trained = train_model(entry.name, CUSTOM_SIZE, seed, scratch)
     if trained["status"] != "ok":
         reason = str(trained.get("reason") or trained["status"])
-        needs_data = reason.startswith("RowsNeeded: ")
-        raise LoadFailed(reason.removeprefix("RowsNeeded: ") if needs_data
-                         else f"loading {entry.path} failed: {reason}", needs_data)
+        prefix = next((p for p in INPUT_ERRORS if reason.startswith(p)), None)
+        raise LoadFailed(reason.removeprefix(prefix) if prefix
+                         else f"loading {entry.path} failed: {reason}", prefix is not None)
     return trained.get("model_info", {})
 
 

@@ -177,7 +177,7 @@ def cmd_advise(args) -> int:
     try:
         return _measure(output, measure_and_print)
     except advise.LoadFailed as exc:
-        if exc.needs_data:
+        if exc.bad_input:
             raise UsageError(f"{args.file}: {exc}") from None
         print(f"persistbench: error: {exc}", file=sys.stderr)
         return 1

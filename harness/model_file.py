@@ -19,16 +19,23 @@ import json
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from harness.models import CUSTOM_SIZE, MODEL_FILE_PREFIX, ModelSpec, UsageError, cache_dir
 
 LOADABLE = ("pickle", "joblib", "cloudpickle", "skops")
 CHUNK = 1 << 20
 
+if TYPE_CHECKING:
+    from harness.audit import AuditReport
+
 
 class Refused(Exception):
     """The audit flagged the file and `--trust` does not cover it: the text says why."""
+
+
+class NotAnEstimator(Exception):
+    """The file loaded, but holds no object with `predict`: nothing to measure."""
 
 
 @dataclass(frozen=True)
@@ -61,7 +68,7 @@ def _covers(trusted: str, flagged: str) -> bool:
     return flagged == trusted or flagged.startswith(trusted + ".")
 
 
-def admit(path: Path, trusted: tuple[str, ...] = ()):
+def admit(path: Path, trusted: tuple[str, ...] = ()) -> AuditReport:
     """Audit the file (nothing loaded); return the report, or raise `Refused` / `UsageError`."""
     from harness.audit import Unreadable, audit, render
 
@@ -90,7 +97,8 @@ def admit(path: Path, trusted: tuple[str, ...] = ()):
     return report
 
 
-def register(path: Path, data: Path | None, report, trusted: tuple[str, ...] = ()) -> ModelFile:
+def register(path: Path, data: Path | None, report: AuditReport,
+             trusted: tuple[str, ...] = ()) -> ModelFile:
     """Record an admitted file so child processes can resolve its model name."""
     path, data = Path(path).resolve(), Path(data).resolve() if data else None
     sha = sha256_file(path)
@@ -141,6 +149,9 @@ def load_estimator(entry: ModelFile) -> tuple[Any, list[str]]:
             import joblib
 
             est = joblib.load(io.BytesIO(blob))
+    if not callable(getattr(est, "predict", None)):
+        raise NotAnEstimator(f"{Path(entry.path).name} holds a {type(est).__name__}, not an "
+                             "estimator with predict")
     return est, sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})
 
 

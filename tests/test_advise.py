@@ -64,13 +64,13 @@ def train_in_script(folder: Path, kind: str = "scaled") -> Path:
 
 
 class Payload:
-    """Creates a canary file if anything ever unpickles it."""
+    """Writes the id of the process that unpickles it into a canary file."""
 
     def __init__(self, canary: Path):
         self.canary = canary
 
     def __reduce__(self):
-        return (os.system, (f"touch {self.canary}",))
+        return (os.system, (f"echo $PPID > {self.canary}",))
 
 
 def payload_file(folder: Path) -> tuple[Path, Path]:
@@ -264,6 +264,19 @@ def test_advise_refuses_a_payload_and_never_runs_it(tmp_path):
     assert "FLAGGED" in proc.stderr and "refused" in proc.stderr
     assert not canary.exists()
     assert not list(tmp_path.glob("results/*.json"))
+
+
+@pytest.mark.slow
+def test_even_a_trusted_file_is_only_loaded_in_a_child(tmp_path):
+    path, canary = payload_file(tmp_path)
+    env = {**os.environ, "PERSISTBENCH_CACHE": str(tmp_path / "cache")}
+    proc = subprocess.Popen([sys.executable, "-m", "harness", "advise", str(path), "--trust",
+                             "posix" if os.name == "posix" else "nt", "--no-calibrate"],
+                            cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 2 and "holds a dict, not an estimator with predict" in err
+    loader = int(canary.read_text())  # the payload ran, as trusting it allows: but where?
+    assert loader != proc.pid
 
 
 @pytest.mark.slow
