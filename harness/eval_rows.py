@@ -97,7 +97,7 @@ def rows_from_table(est: Any, path: Path, n: int = EVAL_ROWS) -> Rows:
 
 # --------------------------------------------------------------------------- synthesized
 
-def _leaf(transformer: Any) -> list[Any]:
+def _steps(transformer: Any) -> list[Any]:
     """A transformer and, for a pipeline, each of its steps (what fitted state it holds)."""
     return [s for _, s in transformer.steps] if hasattr(transformer, "steps") else [transformer]
 
@@ -118,20 +118,18 @@ def _column_kinds(est: Any, names: list[str]) -> dict[str, Any]:
     Only fitted state counts: categories an encoder saw, statistics a scaler or imputer saw,
     and the columns a ColumnTransformer sends to numeric-only or dropped branches.
     """
-    first = _leaf(est)[0]
+    first = _steps(est)[0]
     if not hasattr(first, "transformers_"):
         # No column router: a scikit-learn estimator fitted on named columns takes numbers.
         return {n: ("numeric", 0.0, 1.0) for n in names}
     kinds: dict[str, Any] = {}
     for label, transformer, selection in first.transformers_:
         columns = _columns_of(selection, names)
-        if transformer == "drop":
+        if transformer in ("drop", "passthrough"):
+            # dropped: any value does; passed through: the estimator after it takes numbers
             kinds.update({c: ("numeric", 0.0, 1.0) for c in columns})
             continue
-        if transformer == "passthrough":
-            kinds.update({c: ("numeric", 0.0, 1.0) for c in columns})
-            continue
-        steps = _leaf(transformer)
+        steps = _steps(transformer)
         encoder = next((s for s in steps if hasattr(s, "categories_")), None)
         if encoder is not None and len(encoder.categories_) == len(columns):
             kinds.update({c: np.asarray(cats) for c, cats in zip(columns, encoder.categories_,
@@ -165,7 +163,7 @@ def synthesize(est: Any, n: int = EVAL_ROWS, seed: int = 0) -> Rows:
         if width is None:
             raise RowsNeeded(f"{type(est).__name__} declares neither n_features_in_ nor "
                              "feature_names_in_")
-        if hasattr(_leaf(est)[0], "transformers_"):
+        if hasattr(_steps(est)[0], "transformers_"):
             raise RowsNeeded("its ColumnTransformer was fitted on an array without column "
                              "names, so the kind of each column is unknown")
         return Rows(rng.standard_normal((n, int(width))),
