@@ -124,6 +124,7 @@ def test_a_clean_file_is_admitted_and_needs_no_trust(tmp_path):
         admit(path, ("mypkg",))
 
 
+@pytest.mark.slow
 def test_an_onnx_file_is_not_a_python_estimator(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
@@ -323,6 +324,7 @@ def test_run_takes_a_model_file_beside_the_zoo(user_model, tmp_path):
     assert cell["status"] == "ok" and cell["roundtrip_equal"]
 
 
+@pytest.mark.slow
 def test_a_skops_file_loads_with_exactly_the_types_the_audit_admitted(tmp_path, cache):
     import skops.io as sio
 
