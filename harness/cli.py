@@ -9,7 +9,8 @@ from pathlib import Path
 
 from harness.experiments import EXPERIMENT_MODULES, experiment
 from harness.formats import FORMATS, Unsupported
-from harness.models import MODELS, SIZES, UsageError, user_spec
+from harness.model_file import Refused
+from harness.models import CUSTOM_SIZE, MODELS, SIZES, UsageError, user_spec
 from harness.profiles import PROFILES
 from harness.results import ResultsError
 
@@ -108,19 +109,33 @@ def plan_cells(args) -> list:
     experiments = _names(args.experiments, EXPERIMENT_MODULES, "experiment") or \
         DEFAULT_EXPERIMENTS
     models = _names(args.models, list(MODELS), "model")
+    own = []  # (name, sizes) of the user's own models
     if args.model:
         spec = user_spec(args.model)  # imports it now: a bad target fails before any work
-        user_cells_sizes = list(spec.sizes())
+        own.append((args.model, list(spec.sizes())))
+    if args.model_file:
+        from harness.advise import model_source
+
+        entry = model_source(args.model_file, args.data, _trusted(args.trust))
+        own.append((entry.name, [CUSTOM_SIZE]))
+    elif args.data or args.trust:
+        raise UsageError("--data and --trust apply to --model-file")
     options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed,
                "processes": args.processes, "starts": args.starts}
     cells = []
     for name in experiments:
         exp = experiment(name)
-        if models or not args.model:
+        if models or not own:
             cells += exp.plan(models or list(MODELS), sizes, formats, options)
-        if args.model:
-            cells += exp.plan([args.model], user_cells_sizes, formats, options)
+        for model, model_sizes in own:
+            cells += exp.plan([model], model_sizes, formats, options)
     return cells
+
+
+def _trusted(values: list[str] | None) -> tuple[str, ...]:
+    """--trust a b, --trust a,b and repeated --trust all mean the same list."""
+    return tuple(dict.fromkeys(n.strip() for v in values or () for n in v.split(",")
+                               if n.strip()))
 
 
 def _refuse_overwrite(output: Path, resume: bool) -> None:
@@ -178,6 +193,34 @@ def cmd_run(args) -> int:
                          profile=args.profile, seed=args.seed, argv=sys.argv,
                          calibrate=not args.no_calibrate, runs=args.runs)
     return _measure(output, lambda: print_summary(run(cells, options).data), args.only)
+
+
+def cmd_advise(args) -> int:
+    from harness import advise
+    from harness.runner import RunOptions
+
+    entry = advise.model_source(args.file, args.data, _trusted(args.trust))
+    formats = _names(args.formats, list(FORMATS), "format") or list(FORMATS)
+    options = {"repeat": args.repeat or PROFILES["quick"]["repeat"], "seed": args.seed,
+               "processes": args.processes}
+    cells = advise.plan(entry, formats, args.full, options)
+    output = args.output or _default_output()
+    _refuse_overwrite(output, resume=False)
+    writable_file(output, "--output")
+    run_options = RunOptions(output=output, timeout_s=args.timeout, profile="advise",
+                             seed=args.seed, argv=sys.argv, calibrate=not args.no_calibrate)
+
+    def measure_and_print() -> None:
+        data = advise.run_advice(entry, cells, run_options, output.parent)
+        advise.print_verdict(data, entry.name)
+
+    try:
+        return _measure(output, measure_and_print)
+    except advise.LoadFailed as exc:
+        if exc.bad_input:
+            raise UsageError(f"{args.file}: {exc}") from None
+        print(f"persistbench: error: {exc}", file=sys.stderr)
+        return 1
 
 
 def _report_after_run(output: Path, only: bool = False) -> int:
@@ -413,6 +456,10 @@ def build_parser() -> Parser:
                         "measures (default 3; 0 skips them)")
     p.add_argument("--model", help="your own model: package.module:factory returning "
                                    "(fitted_estimator, X_eval)")
+    p.add_argument("--model-file", type=Path, metavar="FILE",
+                   help="your own saved model (pickle, joblib, cloudpickle, skops), audited "
+                        "before a child process loads it")
+    _model_file_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--processes", type=_positive(int), default=4,
                    help="serving processes of the sharing experiment (default 4)")
@@ -424,6 +471,25 @@ def build_parser() -> Parser:
                    help="report this run alone (default: every results file of this machine "
                         "in the output's folder, newest cell wins)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("advise", help="measure every format on your own model file and print "
+                                      "the verdict for it")
+    p.add_argument("file", type=Path, metavar="MODEL_FILE",
+                   help="a model saved with pickle, joblib (any codec), cloudpickle or skops")
+    _model_file_options(p)
+    p.add_argument("--full", action="store_true",
+                   help="also the sharing, inference and footprint experiments")
+    p.add_argument("--formats", help="comma-separated formats (default: all)")
+    p.add_argument("--repeat", type=_positive(int), help="samples per timed phase (default 5)")
+    p.add_argument("--timeout", type=_positive(float), default=600.0,
+                   help="seconds per cell before it is killed (default 600)")
+    p.add_argument("--seed", type=int, default=0, help="seed of synthesized rows")
+    p.add_argument("--processes", type=_positive(int), default=4,
+                   help="serving processes of the sharing experiment (default 4)")
+    p.add_argument("--output", type=Path, help="results file (default results/run-<time>.json)")
+    p.add_argument("--no-calibrate", action="store_true",
+                   help="skip the machine bandwidth calibration (a few seconds)")
+    p.set_defaults(func=cmd_advise)
 
     p = sub.add_parser("report", help="HTML report per machine (or Markdown) from results")
     p.add_argument("results", nargs="+", type=Path, metavar="RESULTS.json")
@@ -529,6 +595,14 @@ def build_parser() -> Parser:
     return parser
 
 
+def _model_file_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data", type=Path, metavar="X.npy|TABLE.csv|TABLE.parquet",
+                   help="evaluation rows for the model file (default: synthesized from what "
+                        "the fitted estimator declares, when that is enough)")
+    p.add_argument("--trust", nargs="+", action="extend", metavar="MODULE",
+                   help="accept these flagged modules (exactly those the audit flags)")
+
+
 def main(argv: list[str] | None = None) -> int:
     if sys.platform == "win32":
         print("persistbench: error: Windows is not supported: per-phase peak memory, page-cache"
@@ -545,3 +619,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # before measuring began (`_measure` handles it after)
         print("persistbench: interrupted", file=sys.stderr)
         return 130
+    except Refused as exc:  # the audit flagged a model file: its findings, never loaded
+        print(exc, file=sys.stderr)
+        return 1

@@ -148,7 +148,18 @@ def _skops_load(path: Path, prepared: dict):
 # ----------------------------------------------------------------------------------- ONNX
 
 def onnx_input(X: Any) -> np.ndarray:
-    """The tensor ONNX models are fed: float32 for numbers, an (n, 1) column for strings."""
+    """The tensor ONNX models are fed: float32 for numbers, an (n, 1) column for strings.
+
+    One tensor only: a DataFrame with non-numeric columns would need one typed ONNX input
+    per column, which is not built here, so it is refused by name instead of failing in numpy.
+    """
+    dtypes = getattr(X, "dtypes", None)
+    if dtypes is not None:
+        other = [str(c) for c, dt in dtypes.items() if dt.kind not in "biuf"]
+        if other:
+            raise Unsupported(f"rows are a DataFrame with non-numeric columns "
+                              f"({', '.join(other[:5])}); ONNX conversion here feeds one "
+                              "numeric tensor, not one input per column")
     if isinstance(X, list | tuple) or (isinstance(X, np.ndarray) and X.dtype.kind in "OUS"):
         return np.asarray(X, dtype=object).reshape(-1, 1)
     return np.asarray(X, dtype=np.float32)

@@ -24,6 +24,7 @@ import numpy as np
 SIZES = ("small", "medium", "large")
 ZOO_VERSION = 2  # bump when a builder changes what it fits: it is part of the cache key
 CUSTOM_SIZE = "custom"
+MODEL_FILE_PREFIX = "file:"  # names of user model files (harness.model_file)
 
 Builder = Callable[[str, int], tuple[Any, Any]]
 
@@ -37,7 +38,10 @@ class ModelSpec:
     tags: tuple[str, ...] = ()
     description: str = ""
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
-    source: str = ""  # for user factories: "pkg.mod:factory"
+    source: str = ""  # for user factories: "pkg.mod:factory"; for model files: the path
+    # Facts about the fitted model to record beside its training outcome, e.g. where a model
+    # file's evaluation rows came from: (size, seed) -> dict.
+    info: Callable[[str, int], dict] | None = None
 
     def sizes(self) -> tuple[str, ...]:
         return (CUSTOM_SIZE,) if self.source else SIZES
@@ -320,9 +324,13 @@ def user_spec(target: str) -> ModelSpec:
 
 
 def resolve_spec(name: str) -> ModelSpec:
-    """Find a spec by zoo name or `pkg.mod:factory` (the child process needs this too)."""
+    """Find a spec by zoo name, `pkg.mod:factory` or registered model file (children too)."""
     if name in MODELS:
         return MODELS[name]
+    if name.startswith(MODEL_FILE_PREFIX):
+        from harness.model_file import spec_for
+
+        return spec_for(name)
     if ":" in name:
         return user_spec(name)
     raise UsageError(f"unknown model {name!r}; valid: {', '.join(MODELS)}")

@@ -36,12 +36,16 @@ THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THRE
 
 
 def save_input(X: Any, path: Path) -> Path:
-    """Rows for the server to predict: .npy for arrays, JSON for text (no pickle needed)."""
+    """Rows for the server to predict: .npy for arrays, JSON for text, Parquet for a
+    DataFrame (keeps column names and dtypes); none of them needs pickle."""
     import numpy as np
 
     if isinstance(X, list | tuple):
         path = path.with_suffix(".json")
         path.write_text(json.dumps([str(x) for x in X]))
+    elif hasattr(X, "to_parquet"):
+        path = path.with_suffix(".parquet")
+        X.to_parquet(path)
     else:
         path = path.with_suffix(".npy")
         np.save(path, np.asarray(X), allow_pickle=False)
@@ -88,6 +92,10 @@ def modules_for_loading(fmt_name: str, est: Any) -> list[str]:
 def _load_input(path: Path) -> Any:
     if path.suffix == ".json":
         return json.loads(path.read_text())
+    if path.suffix == ".parquet":  # read before "ready": the baseline server pays for pandas too
+        import pandas as pd
+
+        return pd.read_parquet(path)
     import numpy as np
 
     return np.load(path, allow_pickle=False)

@@ -86,6 +86,8 @@ def train(model: str, size: str, seed: int, result_path: str) -> None:
         outcome = {"status": "ok", "cache": str(path), "was_cached": cached,
                    "train_s": None if cached else time.perf_counter() - start,
                    "cache_bytes": path.stat().st_size}
+        if spec.info:
+            outcome["model_info"] = spec.info(size, seed)
     except Exception as exc:
         outcome = _failure("error", exc)
     write_atomic(Path(result_path), outcome)
