@@ -108,14 +108,8 @@ def verdict_rows(data: dict, model: str) -> list[dict]:
     return rows
 
 
-def _best(rows: list[dict], key: str) -> dict | None:
-    usable = [r for r in rows if r["status"] == "ok" and r["roundtrip_equal"]
-              and r[key] is not None]
-    return min(usable, key=lambda r: r[key]) if usable else None
-
-
 def print_verdict(data: dict, model: str, console=None) -> None:
-    """A compact verdict for one model; the report's verdict table says the same at length."""
+    """The model's formats side by side, then the verdict table the report opens with."""
     from rich.console import Console
     from rich.table import Table
 
@@ -137,25 +131,10 @@ def print_verdict(data: dict, model: str, console=None) -> None:
             "-" if r["executes_code_on_load"] is None else
             ("yes" if r["executes_code_on_load"] else "no"))
     console.print(table)
-    picks = [("fastest warm load", "load_s", human_seconds),
-             ("fastest cold load", "load_cold_s", human_seconds),
-             ("smallest file", "file_bytes", human_bytes)]
-    for label, key, show in picks:
-        best = _best(rows, key)
-        if best:
-            console.print(f"{label}: [bold]{best['format']}[/bold] ({show(best[key])})",
-                          highlight=False)
-    safe = _best([r for r in rows if r["executes_code_on_load"] is False], "load_s")
-    if safe:
-        console.print(f"fastest load without running code from the file: "
-                      f"[bold]{safe['format']}[/bold] ({human_seconds(safe['load_s'])})",
-                      highlight=False)
-    for cell in data["cells"]:
-        if cell["model"] == model and cell["experiment"] == "sharing" and \
-                cell["status"] == "ok":
-            console.print(f"{len(cell['per_process'])} serving processes, {cell['format']}: "
-                          f"the model costs {human_bytes(cell['model_pss_bytes'])} of PSS in "
-                          "total", highlight=False)
+    from harness.report.verdict import render_terminal, verdict
+
+    render_terminal([r for r in verdict(data["cells"]) if r.model == model], console,
+                    title=f"verdict: {model} (the report opens with the same table)")
     for cell in data["cells"]:
         if cell["model"] == model and cell["status"] != "ok":
             console.print(f"[yellow]{cell['experiment']} {cell['format']}[/yellow] "
