@@ -22,7 +22,6 @@ import contextlib
 import importlib
 import io
 import json
-import math
 import os
 import pickle
 import subprocess
@@ -64,9 +63,7 @@ def modules_of(obj: Any) -> list[str]:
     from harness.audit.walker import PickleWalk, walk_stream
 
     data = pickle.dumps(obj, protocol=5, buffer_callback=lambda buffer: None)
-    # The harness's own model, not an untrusted file: no budget, whatever its size.
-    unbounded = Budget(opcodes=2**62, memo=2**62, nesting=2**62, retained=2**62,
-                       seconds=math.inf, rss_bytes=2**62)
+    unbounded = Budget.unbounded()  # the harness's own model, whatever its size
     walk = PickleWalk(budget=unbounded, buffers_held_by_caller=True)
     walk_stream(Source(io.BytesIO(data), seekable=True, limit=len(data)), walk)
     return sorted({module for module, _ in walk.names})

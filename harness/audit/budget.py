@@ -7,6 +7,7 @@ million words is about 3 M opcodes) and stop the known bombs early: 100 M opcode
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -29,6 +30,12 @@ class Budget:
     seconds: float = 30.0
     rss_bytes: int = 1 << 30
     started: float = field(default_factory=time.monotonic)
+
+    @classmethod
+    def unbounded(cls) -> Budget:
+        """For the harness's own pickles (listing a model's modules), never for a file."""
+        return cls(**{f: (math.inf if f == "seconds" else 2**62) for f in cls.__dataclass_fields__
+                      if f != "started"})
 
     def check_time_and_memory(self) -> None:
         """Called every few thousand steps: wall time and resident memory."""

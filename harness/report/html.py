@@ -166,7 +166,8 @@ def safe_dirname(machine_id: str) -> str:
 def write_reports(paths: list[Path], output_dir: Path) -> list[Path]:
     """Write `output_dir/<machine>/index.html` per machine found, then the index of all."""
     written = []
-    for mr in load(paths):
+    machines = load(paths)
+    for mr in machines:
         folder = Path(output_dir) / safe_dirname(mr.machine_id)
         folder.mkdir(parents=True, exist_ok=True)
         page = folder / "index.html"
@@ -181,6 +182,10 @@ def write_reports(paths: list[Path], output_dir: Path) -> list[Path]:
             "cells": len(mr.cells), "failed": len(mr.failed()),
             "sources": [r["path"] for r in mr.runs]})
         written.append(page)
+    if len(machines) >= 2:
+        from harness.report.machines import write_cross_machine
+
+        write_cross_machine(machines, Path(output_dir))
     write_index(Path(output_dir))
     return written
 
@@ -195,10 +200,17 @@ def write_index(output_dir: Path) -> Path:
             continue  # not a report folder of ours
         if (summary.parent / "index.html").exists():
             entries.append({**entry, "machine_id": summary.parent.name})
+    # Pages published beside the machine reports (the CI writes the comparison and asv's).
+    links = [(name, text) for name, text in (
+        ("machines.html", "every machine side by side"),
+        ("compare.html", "the comparison of the latest runs, with its regression verdicts"),
+        ("asv/index.html", "asv's pages: every benchmark's history"),
+    ) if (output_dir / name).exists()]
     index = output_dir / "index.html"
     index.write_text(environment().get_template("index.html.j2").render(
-        entries=entries, columns=["machine", "arch", "CPU", "cores", "Python", "scikit-learn",
-                                  "last run", "cells", "not ok"]), encoding="utf-8")
+        entries=entries, links=links,
+        columns=["machine", "arch", "CPU", "cores", "Python", "scikit-learn", "last run",
+                 "cells", "not ok"]), encoding="utf-8")
     return index
 
 
