@@ -81,11 +81,17 @@ def test_time_series_warms_up_then_takes_at_least_the_minimum():
 
 
 def test_time_series_over_the_cells_budget_says_why_it_has_fewer_samples():
-    series = inference.time_series(lambda: None, budget_s=0.0, max_n=50, hard_budget_s=0.0)
+    series = inference.time_series(lambda: None, budget_s=0.0, max_n=50, hard_budget_s=1e-9)
     assert len(series.samples) == 1
     assert f"1 of {inference.MIN_SAMPLES} samples" in series.short_reason
     entry = inference.latency_entry("sklearn", "predict", 1, series)
     assert entry["short_reason"] == series.short_reason and entry["warmup_s"] >= 0
+
+
+def test_time_series_after_the_budget_is_spent_takes_one_call():
+    calls = []
+    series = inference.time_series(lambda: calls.append(1), hard_budget_s=-1.0)
+    assert len(calls) == 1 and len(series.samples) == 1 and "no warm-up" in series.short_reason
 
 
 def test_fidelity_counts_ties_apart():

@@ -59,7 +59,7 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
     out = tmp_path / "r.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--models", "logreg,ridge,svc", "--repeat", "1",
-         "--no-calibrate", "--output", str(out)],
+         "--starts", "0", "--no-calibrate", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:

@@ -40,6 +40,7 @@ THREADS = 1
 SERIES_BUDGET_S = 1.0  # per (runtime, method, batch): stop sampling after this much time
 SERIES_MAX_N = 100
 MIN_SAMPLES = 5  # after the warm-up, unless the cell's time budget cannot afford them
+SMALL_BATCHES_BUDGET_S = 30.0  # batches 1 to 100 of one cell share this
 LARGE_BATCHES_BUDGET_S = 40.0  # batches 1,000 and 10,000 of one cell share this
 SESSION_REPEATS = 3
 FIDELITY_ROWS = 2_000  # enough for agreement to 0.1 %; the big batches are timed anyway
@@ -92,6 +93,11 @@ def time_series(call: Callable[[], Any], budget_s: float = SERIES_BUDGET_S,
     afford for this entry: a call that would overrun it is not started once one sample
     exists, and the entry says so, instead of a slow call getting one unwarmed sample.
     """
+    if hard_budget_s <= 0:  # the cell's budget is spent: one call, so no batch is dropped
+        start = time.perf_counter()
+        call()
+        return Series([time.perf_counter() - start], 0.0,
+                      "1 sample, no warm-up: the cell's time budget was spent before this entry")
     start = time.perf_counter()
     call()
     warmup = time.perf_counter() - start
@@ -231,7 +237,8 @@ def session_step(ctx: StepContext) -> dict:
             creations.append(time.perf_counter() - start)
         return {"session_create_s": float(np.median(creations)),
                 "session_create_s_samples": creations, "threads": threads_used(),
-                "latency": latency(est, session, X, SMALL_BATCHES)}
+                "latency": latency(est, session, X, SMALL_BATCHES,
+                                   step_budget_s=SMALL_BATCHES_BUDGET_S)}
 
 
 def fidelity_step(ctx: StepContext) -> dict:
