@@ -169,6 +169,7 @@ def write_large(folder: Path, megabytes: int) -> list[tuple[str, Path, int]]:
     import numpy as np
     from sklearn.neighbors import KNeighborsClassifier
 
+    folder.mkdir(parents=True, exist_ok=True)
     rows = (megabytes << 20) // (64 * 8)
     X = np.random.default_rng(0).random((rows, 64))
     model = KNeighborsClassifier(algorithm="brute").fit(X, np.arange(rows) % 2)
