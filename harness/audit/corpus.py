@@ -245,8 +245,17 @@ def audit_child(paths: list[str]) -> dict:
             status, findings = 2, [f"not a model file: {exc}"]
         results[path] = {"exit_status": status, "findings": findings[:5],
                          "audit_s": time.perf_counter() - start}
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"results": results, "forbidden_events": seen, "peak_rss_bytes": peak}
+    return {"results": results, "forbidden_events": seen, "peak_rss_bytes": _peak_rss()}
+
+
+def _peak_rss() -> int:
+    """This process's peak resident memory since exec. `ru_maxrss` is not it: on Linux it
+    survives exec, so a child forked from a large parent reports the parent's size."""
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def _run_audit_child(paths: list[Path]) -> dict:
