@@ -240,7 +240,7 @@ def test_names_are_exact_pairs_not_packages(tmp_path):
 def test_partial_is_allowed_only_in_the_shape_scikit_learn_writes(tmp_path):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from harness.audit.payloads import _g, _str_op
+    from harness.audit.payloads import _g
 
     rng = np.random.default_rng(0)
     X = np.c_[rng.integers(0, 3, 80), rng.normal(size=80)]
