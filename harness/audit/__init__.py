@@ -91,6 +91,8 @@ def _audit(path: Path, trusted: tuple[str, ...], budget: Budget) -> AuditReport:
         joblib = read_joblib(path, head, trusted, budget)
         if joblib and joblib.compression is None and not joblib.walk.wrapper_seen:
             joblib.walk.loader = "pickle.load, joblib.load"  # the same bytes, the same way
+            for finding in joblib.walk.findings:
+                finding.loader = joblib.walk.loader
             plain = None
             readings = [joblib] if _went_somewhere(joblib) else []
         else:

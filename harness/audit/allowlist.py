@@ -40,6 +40,7 @@ FIT_TIMEOUT_S = 20  # an option too slow on small data (some solvers) is skipped
 SHIPPED_CODE = {"lambda-transformer"}  # written only by cloudpickle, which ships the code
 # parameters whose string options change the objects a fitted model holds
 VARIED = ("loss", "algorithm", "criterion", "metric", "solver", "kernel", "splitter")
+METRIC_HOLDERS = ("sklearn.neighbors",)  # elsewhere a metric is kept as its name only
 
 
 def _data():
@@ -60,7 +61,7 @@ def _fits(est, data) -> Iterator[Any]:
     attempts = [(X, y2), (X, y3), (X, yr), (X,), (X, np_stack(y2, y3)), (texts,),
                 ([{"a": 1, "b": 2}, {"a": 3, "c": 1}] * 30,), ([["a", "b"], ["c"]] * 30,)]
     if not est.__sklearn_tags__().target_tags.required:
-        attempts = attempts[3:4] + attempts[5:]  # unsupervised: labels would be ignored
+        attempts = attempts[3:4] + attempts  # unsupervised first: labels would be ignored
     fitted = 0
     for args in attempts:
         signal.alarm(FIT_TIMEOUT_S)
@@ -82,7 +83,8 @@ def _variants(est) -> Iterator[Any]:
     constraints = getattr(type(est), "_parameter_constraints", {})
     params = est.get_params(deep=False)
     for param in VARIED:
-        if param not in params:
+        if param not in params or (param == "metric"
+                                   and not type(est).__module__.startswith(METRIC_HOLDERS)):
             continue
         for constraint in constraints.get(param, []):
             for option in sorted(getattr(constraint, "options", ()) or (), key=str):
@@ -188,13 +190,16 @@ def _walk(data: bytes, joblib: bool, names: dict, label: str) -> None:
 
 
 def _dumps(obj: Any, folder: Path, full: bool) -> Iterator[tuple[bytes, bool]]:
-    """Every protocol (Python 2 names, qualified names) for base objects; protocols 2 and 5
-    for option variants, whose names differ from the base's only in what they hold."""
+    """Every protocol (Python 2 names, qualified names) and joblib for base objects; protocol
+    5 for option variants, whose names differ from the base's only in what they hold."""
     import cloudpickle
     import joblib
 
+    if not full:
+        yield pickle.dumps(obj, protocol=5), False
+        return
     path = folder / "obj.joblib"
-    for protocol in PROTOCOLS if full else (2, 5):
+    for protocol in PROTOCOLS:
         try:
             yield pickle.dumps(obj, protocol=protocol), False
             joblib.dump(obj, path, protocol=protocol)
