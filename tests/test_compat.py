@@ -114,6 +114,7 @@ def test_a_process_that_dies_while_loading_is_a_crash(tmp_path):
     assert out["message"] == "process died of SIGABRT"
 
 
+@pytest.mark.slow
 def test_a_truncated_file_is_an_error_with_the_message(tmp_path):
     est, _ = _fitted_logreg()
     ctx = _planted(tmp_path, pickle.dumps(est)[:200], np.zeros(10, dtype=int))
@@ -122,6 +123,7 @@ def test_a_truncated_file_is_an_error_with_the_message(tmp_path):
     assert "pickle data was truncated" in out["message"]
 
 
+@pytest.mark.slow
 def test_other_predictions_than_the_saving_side_are_differs(tmp_path):
     est, X = _fitted_logreg()
     wrong = 1 - est.predict(X)
