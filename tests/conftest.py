@@ -66,7 +66,7 @@ REQUIRE_BROWSER = "PERSISTBENCH_REQUIRE_BROWSER"
 # Fixtures that run real measurements of several models (minutes on a busy machine): every
 # test that uses one is slow, so `-m "not slow"` leaves them out without a mark per test.
 SLOW_FIXTURES = {"quick_results", "report_runs", "pytest_benchmark_json", "security_run",
-                 "compat_run"}
+                 "compat_run", "zoo_files", "records"}
 
 
 def pytest_collection_modifyitems(items) -> None:

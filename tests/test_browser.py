@@ -23,7 +23,8 @@ from harness.report.html import write_reports
 def headless(chromium: str, page: Path, workdir: Path, height: int = 2400,
              width: int = 1280) -> tuple[list[str], Path]:
     """Open `page`, return its console messages and a screenshot."""
-    shot = workdir / f"{page.stem}-{width}.png"
+    shot = workdir / f"{page.parent.name}-{page.stem}-{width}.png"
+    shot.unlink(missing_ok=True)  # a screenshot left by an earlier call proves nothing
     done = subprocess.run(
         [chromium, "--headless", "--no-sandbox", "--disable-gpu",
          "--disable-background-networking", "--host-resolver-rules=MAP * ~NOTFOUND",

@@ -53,6 +53,7 @@ def test_list_names_everything():
         assert name in proc.stdout
 
 
+@pytest.mark.slow
 def test_run_with_a_user_model_writes_results(tmp_path):
     out = tmp_path / "r.json"
     proc = persistbench("run", "--model", "known_models:raises", "--formats", "pickle,skops",

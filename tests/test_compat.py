@@ -122,6 +122,7 @@ def test_a_process_that_dies_while_loading_is_a_crash(tmp_path, installed):
     assert out["message"] == "process died of SIGABRT"
 
 
+@pytest.mark.slow
 def test_a_truncated_file_is_an_error_with_the_message(tmp_path, installed):
     est, _ = _fitted_logreg()
     ctx = _planted(tmp_path, installed, pickle.dumps(est)[:200], np.zeros(10, dtype=int))
@@ -130,6 +131,7 @@ def test_a_truncated_file_is_an_error_with_the_message(tmp_path, installed):
     assert "pickle data was truncated" in out["message"]
 
 
+@pytest.mark.slow
 def test_other_predictions_than_the_saving_side_are_differs(tmp_path, installed):
     est, X = _fitted_logreg()
     wrong = 1 - est.predict(X)

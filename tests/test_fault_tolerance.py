@@ -15,6 +15,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from harness.experiments import security
 from harness.formats import FORMATS
 from harness.results import ResultsError, read
@@ -49,6 +51,7 @@ def _kill_when(proc: subprocess.Popen, out: Path, cells: int) -> None:
     proc.wait(timeout=30)
 
 
+@pytest.mark.slow
 def test_sigkill_then_resume_loses_nothing_and_repeats_nothing(tmp_path):
     out = tmp_path / "results.json"
     planned = {c.cell_id for c in security.plan([], [], list(FORMATS), {})}

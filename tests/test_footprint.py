@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from conftest import run_plan
 
 from harness.experiments import footprint
@@ -9,6 +10,7 @@ from harness.experiments import footprint
 FIELDS = ("import_s", "load_s", "first_predict_s", "rss_after_predict_bytes")
 
 
+@pytest.mark.slow
 def test_onnx_and_sklearn_servers_report_and_unconvertible_is_unsupported(tmp_path):
     cells = footprint.plan(["logreg", "custom_code"], ["small"], ["onnx", "pickle"],
                            {"repeat": 2, "seed": 0})

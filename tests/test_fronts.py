@@ -154,6 +154,7 @@ def test_asv_benchmarks_run_and_skip_like_asv_calls_them(asv_suite, quick_result
         memory.setup(records, "custom_code", "small", "joblib")
 
 
+@pytest.mark.slow
 def test_asv_check_accepts_the_suite():
     done = subprocess.run([sys.executable, "-m", "asv", "check", "--python=same"], cwd=ROOT,
                           capture_output=True, text=True, timeout=300,
@@ -167,6 +168,7 @@ def _env() -> dict:
     return {k: v for k, v in os.environ.items() if not k.startswith("PYTEST_")}
 
 
+@pytest.mark.slow
 def test_project_pytest_run_does_not_collect_the_benchmarks():
     done = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q",
                            "-p", "no:cacheprovider"], cwd=ROOT, capture_output=True, text=True,

@@ -281,6 +281,7 @@ def test_index_lists_every_machine(report_runs, tmp_path):
     assert "aarch64" in text_of(index)
 
 
+@pytest.mark.slow
 def test_report_usage_errors(tmp_path):
     missing = run("report", str(tmp_path / "nope.json"))
     assert missing.returncode == 2

@@ -169,6 +169,7 @@ def test_robustness_counts_per_format_match_the_cells(security_run):
     assert len(found["per model"]) - 1 == len(cells)
 
 
+@pytest.mark.slow
 def test_timings_only_results_render_without_the_missing_charts(tmp_path):
     """asv results carry timings but no file sizes or memory: such charts are left out."""
     run("run", "--models", "logreg", "--formats", "pickle,joblib", "--repeat", "1",

@@ -81,6 +81,7 @@ def test_each_outcome_is_recognised_end_to_end(loads, tmp_path):
     assert "innermost frame" in robustness.last_words(tmp_path / "sleeps.json")
 
 
+@pytest.mark.slow
 def test_robustness_cells_count_every_trial(tmp_path):
     cells = robustness.plan(["logreg"], ["small"], ["pickle", "onnx"],
                             {"seed": 0, "bitflips": 4})

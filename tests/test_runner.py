@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import os
 
+import pytest
 from conftest import run_plan
 
 from harness.experiments import roundtrip
 
 
+@pytest.mark.slow
 def test_raise_hang_and_abort_are_recorded_and_the_run_goes_on(tmp_path):
     models = ["known_models:raises", "known_models:hangs", "known_models:aborts", "logreg"]
     cells = []
@@ -46,6 +48,7 @@ def test_resume_neither_loses_nor_repeats(tmp_path):
     json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_what_was_measured(tmp_path):
     """SIGINT in the middle of a run: exit 130, a valid file, state 'interrupted'."""
     import os

@@ -52,6 +52,7 @@ def holder_file(tmp_path_factory):
 
 @pytest.mark.parametrize(("fmt", "low", "high"), [("joblib-mmap", 0.8, 1.4),
                                                   ("joblib", 3.6, 4.5)])
+@pytest.mark.slow
 def test_four_servers_share_one_mapped_copy(holder_file, tmp_path, fmt, low, high):
     path, rows, modules = holder_file
     out = sharing.measure_sharing(fmt, path, rows, [*modules, "joblib"], 4, tmp_path)

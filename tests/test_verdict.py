@@ -133,3 +133,11 @@ def test_the_security_payload_is_not_a_model_row_and_terminal_prints_every_need(
     for title in NEEDS.values():
         assert title in printed
     assert "pickle" in printed and "not measured" in printed
+
+
+def test_figures_without_a_sample_range_still_rank():
+    """asv results without samples carry min and max as None."""
+    bare = {"min": None, "median": 2e-3, "max": None, "n": 1}
+    answers = one([rt("pickle", load_s=bare), rt("joblib", load_s=stats(5e-3))])
+    assert answers["serve"].winners == ("pickle",)
+    assert answers["serve"].margin == "2.5× faster than joblib"

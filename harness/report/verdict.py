@@ -91,9 +91,12 @@ def candidate(fmt: str, measures: list) -> Candidate | None:
     sum of their minima and maxima as its range; None when any part is missing."""
     if not measures or any(median(m) is None for m in measures):
         return None
+    def bound(m, key: str) -> float:  # asv keeps no min/max when it kept no samples
+        found = m.get(key) if isinstance(m, dict) else None
+        return median(m) if found is None else found
+
     value = sum(median(m) for m in measures)
-    low = sum(m.get("min", median(m)) if isinstance(m, dict) else m for m in measures)
-    high = sum(m.get("max", median(m)) if isinstance(m, dict) else m for m in measures)
+    low, high = sum(bound(m, "min") for m in measures), sum(bound(m, "max") for m in measures)
     return Candidate(fmt, value, min(low, value), max(high, value))
 
 

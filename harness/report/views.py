@@ -227,8 +227,10 @@ def _throughput(cells: list[dict], calibration: dict) -> list[Block]:
     warm_bw = calibration.get("page_cache_read_bps")
     cold_bw = calibration.get("cold_read_bps")
     if not warm_bw:
-        return [Paragraph("This run has no bandwidth calibration (--no-calibrate), so load "
-                          "throughput cannot be read as a share of the machine's limits.")]
+        return [Paragraph("These results hold no bandwidth calibration (asv and "
+                          "pytest-benchmark record none; persistbench run --no-calibrate skips "
+                          "it), so load throughput cannot be read as a share of the machine's "
+                          "limits.")]
 
     def share(cell: dict, key: str, bandwidth: float | None) -> float | None:
         seconds = median(cell.get(key))
