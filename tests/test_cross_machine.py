@@ -27,7 +27,8 @@ def three_machines(tmp_path_factory) -> tuple[Path, list[Path]]:
         out = work / f"{label}.json"
         done = subprocess.run(
             [sys.executable, "-m", "harness", "run", "--models", "logreg,kneighbors",
-             "--formats", "pickle-p5,joblib", "--repeat", "2", "--output", str(out)],
+             "--formats", "pickle-p5,joblib", "--repeat", "2", "--starts", "0",
+             "--output", str(out)],
             cwd=work, capture_output=True, text=True, timeout=900,
             env={**env, LABEL_VAR: label, **extra})
         assert done.returncode == 0, done.stderr[-2000:]
