@@ -97,14 +97,25 @@ def admit(path: Path, trusted: tuple[str, ...] = ()) -> AuditReport:
     return report
 
 
+def _skops_admitted(path: Path, report: AuditReport) -> tuple[str, ...]:
+    """The types skops will ask to trust, each one the audit judged (allowed or --trust).
+
+    `get_untrusted_types` reads the archive's schema only, nothing is constructed; the audit
+    has already read the same schema within its budgets.
+    """
+    import skops.io as sio
+
+    judged = set(report.details.get("types", ()))
+    return tuple(sorted(t for t in sio.get_untrusted_types(file=path) if t in judged))
+
+
 def register(path: Path, data: Path | None, report: AuditReport,
              trusted: tuple[str, ...] = ()) -> ModelFile:
     """Record an admitted file so child processes can resolve its model name."""
     path, data = Path(path).resolve(), Path(data).resolve() if data else None
     sha = sha256_file(path)
     data_sha = sha256_file(data) if data else None
-    skops_trusted = tuple(report.details.get("untrusted_types", ())) \
-        if report.format == "skops" else ()
+    skops_trusted = _skops_admitted(path, report) if report.format == "skops" else ()
     key_source = json.dumps([sha, data_sha, sorted(trusted), skops_trusted])
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     entry = ModelFile(name=f"{MODEL_FILE_PREFIX}{path.name}@{key}", path=str(path), sha256=sha,

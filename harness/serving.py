@@ -51,18 +51,19 @@ def save_input(X: Any, path: Path) -> Path:
     return path
 
 
-def modules_of(obj: Any) -> list[str]:
+def modules_of(obj: Any, dumps=pickle.dumps) -> list[str]:
     """The modules an unpickler imports to rebuild `obj`, so a server imports them first.
 
     Pickled with out-of-band buffers (no array is copied), then walked opcode by opcode
     (the audit's walker): nothing is rebuilt, so no `__setstate__` runs and a big model
-    costs a scan of its pickle, not a second copy.
+    costs a scan of its pickle, not a second copy. `dumps` is the format's own pickler
+    (cloudpickle's for code that plain pickle refuses).
     """
     from harness.audit.budget import Budget
     from harness.audit.opcodes import Source
     from harness.audit.walker import PickleWalk, walk_stream
 
-    data = pickle.dumps(obj, protocol=5, buffer_callback=lambda buffer: None)
+    data = dumps(obj, protocol=5, buffer_callback=lambda buffer: None)
     unbounded = Budget.unbounded()  # the harness's own model, whatever its size
     walk = PickleWalk(budget=unbounded, buffers_held_by_caller=True)
     walk_stream(Source(io.BytesIO(data), seekable=True, limit=len(data)), walk)
@@ -83,6 +84,10 @@ def modules_for_loading(fmt_name: str, est: Any) -> list[str]:
     fmt = FORMATS[fmt_name]
     if not fmt.needs_python_object:
         return ["numpy", "onnxruntime"]
+    if fmt.library == "cloudpickle":
+        import cloudpickle
+
+        return modules_of(est, cloudpickle.dumps) + FORMAT_MODULES["cloudpickle"]
     return modules_of(est) + FORMAT_MODULES.get(fmt.library, [])
 
 

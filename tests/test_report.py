@@ -153,12 +153,13 @@ def test_decision_guide_sentences_come_from_the_data(report_runs, report):
         serve, trust, perf, custom = answers.values()
         rt = {f: c for (e, m, f), c in cells.items() if e == "roundtrip" and m == model}
         ok = {f: c for f, c in rt.items() if c["status"] == "ok"}
-        fastest = min(ok, key=lambda f: ok[f]["load_s"]["median"])
-        slowest = max(ok, key=lambda f: ok[f]["load_s"]["median"])
+        served = {f: c["load_s"]["median"] + c["first_predict_s"]["median"]
+                  for f, c in ok.items()}  # what serving the first row costs after a load
+        fastest, slowest = min(served, key=served.get), max(served, key=served.get)
         if len(ok) > 1:
-            assert (f"Fastest load (warm page cache): {fastest} "
-                    f"({human_seconds(ok[fastest]['load_s']['median'])}); slowest: {slowest} "
-                    f"({human_seconds(ok[slowest]['load_s']['median'])}).") in perf
+            assert (f"Fastest load and first prediction (warm page cache): {fastest} "
+                    f"({human_seconds(served[fastest])}); slowest: {slowest} "
+                    f"({human_seconds(served[slowest])}).") in perf
         smallest = min(ok, key=lambda f: ok[f]["file_bytes"])
         assert human_bytes(ok[smallest]["file_bytes"]) in perf
         if {"pickle", "pickle-p5"} <= set(ok):
@@ -276,8 +277,9 @@ def test_index_lists_every_machine(report_runs, tmp_path):
     assert [p.parent.name for p in pages] == [data["machine"]["machine_id"],
                                               "other-aarch64-00000000"]
     index = parse(tmp_path / "r" / "index.html")
+    # Two machines: the cross-machine page is written and linked too.
     assert sorted(a.get("href") for a in index.iter("a")) == sorted(
-        f"{p.parent.name}/index.html" for p in pages)
+        [f"{p.parent.name}/index.html" for p in pages] + ["machines.html"])
     assert "aarch64" in text_of(index)
 
 
