@@ -68,6 +68,11 @@ def _covers(trusted: str, flagged: str) -> bool:
     return flagged == trusted or flagged.startswith(trusted + ".")
 
 
+# Findings about a name the file imports or calls, which a user can review and trust; the
+# others (trailing data, a polyglot, a budget exceeded) are about the file's structure.
+TRUSTABLE_KINDS = ("import", "call")
+
+
 def admit(path: Path, trusted: tuple[str, ...] = ()) -> AuditReport:
     """Audit the file (nothing loaded); return the report, or raise `Refused` / `UsageError`."""
     from harness.audit import Unreadable, audit, render
@@ -88,10 +93,14 @@ def admit(path: Path, trusted: tuple[str, ...] = ()) -> AuditReport:
     if trusted:
         report = audit(path, trusted)
     if report.findings:
-        modules = sorted({f.name.rpartition(".")[0] or f.name for f in report.findings})
-        raise Refused(f"{render(report)}\nrefused: {path} is not loaded. If you trust its "
-                      f"source and every name above, review them and pass --trust "
-                      f"{' '.join(modules)}")
+        names = [f for f in report.findings if f.kind in TRUSTABLE_KINDS]
+        modules = sorted({f.name.rpartition(".")[0] or f.name for f in names})
+        structural = sorted({f.kind for f in report.findings if f.kind not in TRUSTABLE_KINDS})
+        advice = (f"the file itself is malformed for its loaders ({', '.join(structural)}): "
+                  "no --trust admits that; re-save the model from its source"
+                  if structural else "if you trust its source and every name above, review "
+                  f"them and pass --trust {' '.join(modules)}")
+        raise Refused(f"{render(report)}\nrefused: {path} is not loaded; {advice}")
     if report.error:
         raise UsageError(f"{path}: the audit could not read all of it ({report.error})")
     return report
