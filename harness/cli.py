@@ -121,7 +121,8 @@ def plan_cells(args) -> list:
     elif args.data or args.trust:
         raise UsageError("--data and --trust apply to --model-file")
     options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed,
-               "processes": args.processes, "starts": args.starts}
+               "processes": args.processes,
+               "starts": prof["starts"] if args.starts is None else args.starts}
     cells = []
     for name in experiments:
         exp = experiment(name)
@@ -451,9 +452,10 @@ def build_parser() -> Parser:
                         "compare needs 2 or more per side to judge timings")
     p.add_argument("--timeout", type=_positive(float), default=600.0,
                    help="seconds per cell before it is killed (default 600)")
-    p.add_argument("--starts", type=_count, default=3,
-                   help="fresh interpreters per round-trip cell for the server-start "
-                        "measures (default 3; 0 skips them)")
+    p.add_argument("--starts", type=_count,
+                   help="fresh interpreters per round-trip cell and pass for the "
+                        "server-start measures (default: 1 in the quick profile, else 3; "
+                        "0 skips them)")
     p.add_argument("--model", help="your own model: package.module:factory returning "
                                    "(fitted_estimator, X_eval)")
     p.add_argument("--model-file", type=Path, metavar="FILE",

@@ -1,4 +1,4 @@
-"""Run profiles (quick, default, large): which sizes and how many samples.
+"""Run profiles (quick, default, large): which sizes, how many samples and server starts.
 
 One table for every front: `persistbench run --profile`, and the asv and pytest-benchmark
 suites, which read the profile from `PERSISTBENCH_PROFILE`. The variable is parsed as one of
@@ -14,9 +14,11 @@ from collections.abc import Mapping
 from harness.models import UsageError
 
 PROFILES: dict[str, dict] = {
-    "quick": {"sizes": ["small"], "repeat": 5},
-    "default": {"sizes": ["small", "medium"], "repeat": 5},
-    "large": {"sizes": ["small", "medium", "large"], "repeat": 3},
+    # A server start is a new interpreter importing scikit-learn: 1.5-2.5 s each, most of a
+    # quick cell's time. quick starts one per cell and pass (`--runs 3` gives three).
+    "quick": {"sizes": ["small"], "repeat": 5, "starts": 1},
+    "default": {"sizes": ["small", "medium"], "repeat": 5, "starts": 3},
+    "large": {"sizes": ["small", "medium", "large"], "repeat": 3, "starts": 3},
 }
 ENV_VAR = "PERSISTBENCH_PROFILE"
 DEFAULT = "quick"

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from harness.experiments import compat
+from harness.experiments.roundtrip import START_REPEATS
 from harness.report import charts
 from harness.report.values import Hover, Num, median
 
@@ -154,6 +155,26 @@ def _ok(cells: list[dict]) -> list[dict]:
 
 # ------------------------------------------------------------------------ roundtrip
 
+def _span(counts: list[int]) -> str:
+    return str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]} to {counts[-1]}"
+
+
+def _start_counts(cells: list[dict]) -> list[Block]:
+    """Say how many fresh interpreters each server-start median stands on: the quick
+    profile starts one per cell and pass, so its figures are single starts, not medians."""
+    counts = sorted({c["start_load_s"]["n"] for c in cells
+                     if isinstance(c.get("start_load_s"), dict)})
+    skipped = sorted({c["start_reason"] for c in cells if c.get("start_reason")})
+    out: list[Block] = [Paragraph(f"Server start not measured: {r}") for r in skipped]
+    if counts and counts[0] < START_REPEATS:
+        out.append(Paragraph(
+            f"Server start columns stand on {_span(counts)} "
+            f"start(s) per cell, fewer than the {START_REPEATS} a median needs: "
+            f"run with --starts {START_REPEATS} or --runs {START_REPEATS} "
+            "(the quick profile starts one interpreter per cell and pass)."))
+    return out
+
+
 @view("roundtrip", "Round trip: dump, load, size, memory, fidelity")
 def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks: list[Block] = [Table(
@@ -181,6 +202,7 @@ def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     not_cold = sorted({c["load_cold_reason"] for c in cells
                        if c.get("load_cold_status") == "unsupported"})
     blocks += [Paragraph(f"Cold loads not measured: {reason}") for reason in not_cold]
+    blocks += _start_counts(cells)
     if not _ok(cells):
         return [*blocks, Paragraph("No round-trip cell succeeded, so there is nothing to plot.")]
 
