@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from harness.experiments import EXPERIMENT_MODULES, experiment
-from harness.formats import FORMATS, Unsupported
+from harness.formats import FORMATS, PLUGIN_ERROR, Unsupported
 from harness.model_file import Refused
 from harness.models import CUSTOM_SIZE, MODELS, SIZES, UsageError, user_spec
 from harness.profiles import PROFILES
@@ -610,6 +610,9 @@ def main(argv: list[str] | None = None) -> int:
         print("persistbench: error: Windows is not supported: per-phase peak memory, page-cache"
               " eviction and forked workers have no equivalent there; run it under WSL 2 "
               "(Linux) or on macOS", file=sys.stderr)
+        return 2
+    if PLUGIN_ERROR:
+        print(f"persistbench: error: {PLUGIN_ERROR}", file=sys.stderr)
         return 2
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -8,6 +8,8 @@ timed.
 
 from __future__ import annotations
 
+import importlib
+import os
 import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -248,6 +250,40 @@ FORMATS: dict[str, Format] = {
                needs_python_object=False),
     )
 }
+
+
+PLUGINS_ENV = "PERSISTBENCH_FORMATS"
+
+
+def register(fmt: Format) -> Format:
+    """Add a format of one's own, from a module named in PERSISTBENCH_FORMATS.
+
+    The variable, not a command-line option, because every process that loads a file
+    (the forkserver's cells, a freshly started server) must know the format: they inherit
+    the environment and import this module, so each registers the same formats.
+    """
+    if fmt.name in FORMATS:
+        raise ValueError(f"format {fmt.name!r} is already registered")
+    FORMATS[fmt.name] = fmt
+    return fmt
+
+
+def _import_plugins(value: str) -> str:
+    """Import the modules named in PERSISTBENCH_FORMATS; the first failure, as one line.
+
+    Kept, not raised: an exception here would surface as an import traceback of every
+    module that imports this one; the CLI reports it and exits instead.
+    """
+    for name in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # any failure of the user's module is the message
+            return (f"{PLUGINS_ENV}={value!r}: cannot import {name!r} ({describe_exception(exc)});"
+                    " name importable modules that call harness.formats.register, or unset it")
+    return ""
+
+
+PLUGIN_ERROR = _import_plugins(os.environ.get(PLUGINS_ENV, ""))
 
 
 def predict(fmt: Format, obj: Any, X: Any) -> tuple[np.ndarray, np.ndarray | None]:
