@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import subprocess
 import sys
 
 import html5lib
 import pytest
 
-from harness.report.compare import compare, measures
+from harness.report.compare import Comparison, compare, measures, smallest_flaggable
 
 LOAD = "roundtrip/kneighbors/small/pickle-p5"
 SIZE = "roundtrip/kneighbors/small/skops"
@@ -257,3 +258,12 @@ def test_aa_self_check_splits_one_run(pair, tmp_path):
     done = _cli("--aa", str(four), "--fail-on-regression")
     assert done.returncode == 0, done.stderr
     assert "A/A: 0 of " in done.stdout and "first half" in done.stdout
+
+
+def test_smallest_flaggable_change_is_the_threshold_plus_z_spreads():
+    """At 95 % (z = 1.96), a time family of log spread 0.1 with a 10 % threshold flags
+    from 1.1 x e^0.196; a memory family uses the memory threshold."""
+    comp = Comparison("a", "b", "m", "m", threshold=10.0, memory_threshold=5.0, level=0.95,
+                      spreads={"load_s": 0.1, "load_peak_rss_bytes": 0.0})
+    assert smallest_flaggable(comp, "load_s") == pytest.approx(1.1 * math.exp(0.1959964), rel=1e-6)
+    assert smallest_flaggable(comp, "load_peak_rss_bytes") == pytest.approx(1.05)

@@ -363,7 +363,7 @@ def interval_text(row: Row) -> str:
 
 def rule_text(comp: Comparison) -> list[str]:
     """The decision rule as implemented, with the numbers this comparison used."""
-    level = f"{comp.level * 100:.4g} %"
+    level = f"{comp.level * 100:.6g} %"  # 99.9957, not a rounded 100
     return [
         "Times and peak memory: ratio of medians B/A, "
         + ("divided by the common factor of its family, " if comp.drift else "")
@@ -384,11 +384,24 @@ def drift_text(comp: Comparison) -> str:
              "cold_read_bps": "cold read", "write_fsync_bps": "write+fsync"}
     parts = [f"{k} x{v:.2f}" for k, v in sorted(comp.factors.items())]
     cal = [f"{names.get(k, k)} x{v:.2f}" for k, v in sorted(comp.calibration.items())]
-    spreads = [f"{k} {v:.2f}" for k, v in sorted(comp.spreads.items()) if v > 0]
+    spreads = [f"{k} {v:.2f} (flags from x{smallest_flaggable(comp, k):.2f})"
+               for k, v in sorted(comp.spreads.items()) if v > 0]
     text = "common factors B/A: " + (", ".join(parts) or "none")
     text += "; calibration B/A: " + ", ".join(cal) if cal else ""
-    return text + ("; run-to-run spread of a cell (sd of log ratio, empirical null): "
-                   + ", ".join(spreads) if spreads else "")
+    return text + ("; run-to-run spread of a cell (sd of log ratio, empirical null) and the "
+                   "smallest change it lets the rule flag: " + ", ".join(spreads)
+                   if spreads else "")
+
+
+def smallest_flaggable(comp: Comparison, family: str) -> float:
+    """The least relative change of a family the rule can flag, given its spread: the
+    interval (z x spread either side) must clear the threshold. Makes "inconclusive" read
+    as "smaller than this, on this machine", not as "no change"."""
+    from scipy.stats import norm
+
+    pct = comp.memory_threshold if family.endswith("_bytes") else comp.threshold
+    z = float(norm.isf((1 - comp.level) / 2))
+    return math.exp(math.log1p(pct / 100) + z * comp.spreads[family])
 
 
 def print_comparisons(comparisons: list[Comparison], show_all: bool = False, console=None
