@@ -81,9 +81,10 @@ def cmd_list(args) -> int:
     experiments = Table("experiment", "what it measures", title="experiments")
     for name in EXPERIMENT_MODULES:
         experiments.add_row(name, experiment(name).DESCRIPTION)
-    profiles = Table("profile", "sizes", "repeat", title="profiles")
+    profiles = Table("profile", "sizes", "repeat", "starts", "workers", title="profiles")
     for name, prof in PROFILES.items():
-        profiles.add_row(name, ", ".join(prof["sizes"]), str(prof["repeat"]))
+        profiles.add_row(name, ", ".join(prof["sizes"]),
+                         *(str(prof[k]) for k in ("repeat", "starts", "workers")))
     for table in (models, formats, experiments, profiles):
         console.print(table)
     return 0
@@ -122,7 +123,8 @@ def plan_cells(args) -> list:
         raise UsageError("--data and --trust apply to --model-file")
     options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed,
                "processes": args.processes,
-               "starts": prof["starts"] if args.starts is None else args.starts}
+               "starts": prof["starts"] if args.starts is None else args.starts,
+               "workers": args.workers or prof["workers"]}
     cells = []
     for name in experiments:
         exp = experiment(name)
@@ -203,7 +205,7 @@ def cmd_advise(args) -> int:
     entry = advise.model_source(args.file, args.data, _trusted(args.trust))
     formats = _names(args.formats, list(FORMATS), "format") or list(FORMATS)
     options = {"repeat": args.repeat or PROFILES["quick"]["repeat"], "seed": args.seed,
-               "processes": args.processes}
+               "processes": args.processes, "workers": PROFILES["quick"]["workers"]}
     cells = advise.plan(entry, formats, args.full, options)
     output = args.output or _default_output()
     _refuse_overwrite(output, resume=False)
@@ -456,6 +458,9 @@ def build_parser() -> Parser:
                    help="fresh interpreters per round-trip cell and pass for the "
                         "server-start measures (default: 1 in the quick profile, else 3; "
                         "0 skips them)")
+    p.add_argument("--workers", type=_positive(int),
+                   help="fresh processes a round-trip cell's dump and load samples are "
+                        "spread over, each with its own warm-up (default 3)")
     p.add_argument("--model", help="your own model: package.module:factory returning "
                                    "(fitted_estimator, X_eval)")
     p.add_argument("--model-file", type=Path, metavar="FILE",

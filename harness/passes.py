@@ -137,6 +137,38 @@ def _merge(prior: dict, new: dict, top: bool = False) -> dict:
     return out
 
 
+def pool_workers(outcomes: list[dict]) -> dict:
+    """The measures of one step run in several worker processes, as one pass's measures.
+
+    A process's memory layout makes its timings a few tens of percent faster or slower for
+    its whole life (pyperf spreads its samples over 20 processes for this reason), so one
+    pass samples in several workers. Their samples are pooled: stats dicts and sample lists
+    concatenated, a per-process scalar (`load_first_s`) becomes the median with its values
+    in `<key>_samples`; the pass stays one unit of evidence for `compare`.
+    """
+    merged: dict = {}
+    for outcome in outcomes:
+        merged = _merge(merged, outcome)
+    return _flatten(merged)
+
+
+def _flatten(container: dict) -> dict:
+    out = {}
+    for key, value in container.items():
+        if key.endswith(PASSES_SUFFIX):
+            name = key[:-len(PASSES_SUFFIX)]
+            out.setdefault(samples_key(name), [v for p in value for v in p])
+        elif is_stats(value):
+            out[key] = {k: v for k, v in value.items() if k != "passes"}
+        elif isinstance(value, dict):
+            out[key] = _flatten(value)
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            out[key] = [_flatten(v) for v in value]
+        else:
+            out[key] = value
+    return out
+
+
 def passes_done(record: dict | None) -> int:
     if record is None:
         return 0

@@ -16,9 +16,12 @@ from harness.models import UsageError
 PROFILES: dict[str, dict] = {
     # A server start is a new interpreter importing scikit-learn: 1.5-2.5 s each, most of a
     # quick cell's time. quick starts one per cell and pass (`--runs 3` gives three).
-    "quick": {"sizes": ["small"], "repeat": 5, "starts": 1},
-    "default": {"sizes": ["small", "medium"], "repeat": 5, "starts": 3},
-    "large": {"sizes": ["small", "medium", "large"], "repeat": 3, "starts": 3},
+    # `workers`: fresh processes a round trip's dump and load samples are spread over; one
+    # process's memory layout moves all its timings alike, by up to a third on this class of
+    # machine, so samples from one process are not independent.
+    "quick": {"sizes": ["small"], "repeat": 5, "starts": 1, "workers": 3},
+    "default": {"sizes": ["small", "medium"], "repeat": 5, "starts": 3, "workers": 3},
+    "large": {"sizes": ["small", "medium", "large"], "repeat": 3, "starts": 3, "workers": 3},
 }
 ENV_VAR = "PERSISTBENCH_PROFILE"
 DEFAULT = "quick"

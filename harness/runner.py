@@ -24,7 +24,7 @@ from harness.experiments import Cell, experiment
 from harness.measure import PEAK_METHOD, allocator
 from harness.methods import active, methods, start_method
 from harness.noise import noise_snapshot, noise_summary
-from harness.passes import add_pass, passes_done
+from harness.passes import add_pass, passes_done, pool_workers
 from harness.results import ResultsFile, now, record_failure
 
 TRAIN_TIMEOUT_S = 3600.0
@@ -152,25 +152,36 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
     record: dict = {**cell.header(), "status": "ok"}
     measures: dict = {}
     overheads, warnings_seen = [], []
-    steps = experiment(cell.experiment).STEPS
-    for index, step in enumerate(steps):
-        remaining = timeout_s - (time.monotonic() - started)
-        step_started = time.monotonic()
-        result_path = workdir / f"step{index}.json"
-        outcome = run_child(run_step, (cell, index, str(workdir), measures, started),
-                            result_path, max(remaining, 1.0))
-        if "entered_monotonic" in outcome:
-            overheads.append({
-                "step": step.__name__,
-                "spawn_s": outcome["entered_monotonic"] - step_started,
-                "to_first_measurement_s": (outcome["first_measurement_monotonic"] or
-                                           outcome["entered_monotonic"]) - step_started,
-            })
-        warnings_seen += outcome.get("warnings", [])
-        measures.update(outcome.get("measures", {}))
+    module = experiment(cell.experiment)
+    split = set(getattr(module, "SPLIT_STEPS", ()))
+    workers = int(cell.options.get("workers", 1))
+    for index, step in enumerate(module.STEPS):
+        count = workers if step.__name__ in split else 1
+        pooled = []
+        for worker in range(count):
+            remaining = timeout_s - (time.monotonic() - started)
+            step_started = time.monotonic()
+            result_path = workdir / f"step{index}-{worker}.json"
+            outcome = run_child(run_step, (cell, index, str(workdir), measures, started,
+                                           (worker, count)),
+                                result_path, max(remaining, 1.0))
+            if "entered_monotonic" in outcome:
+                overheads.append({
+                    "step": step.__name__,
+                    "spawn_s": outcome["entered_monotonic"] - step_started,
+                    "to_first_measurement_s": (outcome["first_measurement_monotonic"] or
+                                               outcome["entered_monotonic"]) - step_started,
+                })
+            warnings_seen += outcome.get("warnings", [])
+            if outcome["status"] != "ok":
+                break
+            pooled.append(outcome["measures"])
+        measures.update(pool_workers(pooled) if count > 1 else (pooled or [{}])[0])
         if outcome["status"] != "ok":
             record_failure(record, outcome, step.__name__)
             break
+    if split and workers > 1:
+        record["workers"] = workers
     record.update(measures)
     record["overhead"] = overheads
     if warnings_seen:

@@ -50,12 +50,13 @@ def _failure(status: str, exc: BaseException) -> dict:
 
 
 def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_started: float,
-             result_path: str) -> None:
-    """Child entry point: run one step and leave its outcome in `result_path`."""
+             worker: tuple[int, int], result_path: str) -> None:
+    """Child entry point: run one step (as worker i of n) and leave its outcome in
+    `result_path`."""
     entered = time.monotonic()
     cap_address_space()
     ctx = StepContext(cell=cell, workdir=Path(workdir), previous=previous,
-                      cell_started=cell_started)
+                      cell_started=cell_started, worker=worker[0], workers=worker[1])
     step = experiment(cell.experiment).STEPS[step_index]
     try:
         with warnings.catch_warnings(record=True) as caught:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import run_plan
 
 from harness.experiments import roundtrip
-from harness.passes import add_pass, passes_done, split_passes
+from harness.passes import add_pass, passes_done, pool_workers, split_passes
 from harness.results import read
 from harness.runner import RunOptions, run
 
@@ -105,3 +106,39 @@ def test_runs_are_interleaved_and_resume_mid_pass(tmp_path, monkeypatch):
         assert cell["pass_status"] == ["ok", "ok"], cell.get("reason")
         assert len(cell["load_s"]["passes"]) == 2 and cell["load_s"]["n"] == 2
     assert len(done["run"]["passes_finished"]) == 2 and len(done["run"]["resumed"]) == 1
+
+
+def test_workers_pool_into_one_pass_that_stays_one_unit():
+    """Three worker processes of one pass: their samples pooled, per-process scalars kept."""
+    workers = [{"load_s": {"min": x, "median": x, "max": x + 1, "n": 2, "samples": [x, x + 1]},
+                "load_s_samples": [x, x + 1], "load_first_s": 10 * x,
+                "load_peak_rss_bytes": int(x), "load_peak_rss_samples_bytes": [int(x)] * 2,
+                "roundtrip_equal": x != 3.0, "load_cold_status": "ok"}
+               for x in (1.0, 2.0, 3.0)]
+    pooled = pool_workers(workers)
+    assert pooled["load_s"]["samples"] == pooled["load_s_samples"] == [1, 2, 2, 3, 3, 4]
+    assert pooled["load_s"]["median"] == 2.5 and "passes" not in pooled["load_s"]
+    assert pooled["load_first_s"] == 20.0 and pooled["load_first_s_samples"] == [10, 20, 30]
+    assert pooled["load_peak_rss_samples_bytes"] == [1, 1, 2, 2, 3, 3]
+    assert pooled["roundtrip_equal"] is False and pooled["load_cold_status"] == "ok"
+    assert not [k for k in pooled if k.endswith("_passes")]
+    base = {"cell_id": "c", "experiment": "roundtrip", "model": "m", "size": "small",
+            "format": "pickle", "status": "ok"}
+    record = add_pass(add_pass(None, {**base, **pooled}), {**base, **pooled})
+    assert passes_done(record) == 2
+    assert record["load_s"]["passes"] == [[1, 2, 2, 3, 3, 4]] * 2
+    assert record["load_first_s_passes"] == [[10, 20, 30]] * 2
+
+
+def test_a_cell_spreads_dump_and_load_over_its_workers(tmp_path):
+    """A real round trip in three workers: every worker's first load is kept, fidelity once."""
+    cells = roundtrip.plan(["logreg"], ["small"], ["pickle"],
+                           {"repeat": 5, "seed": 0, "starts": 0, "workers": 3})
+    cell = run_plan(tmp_path / "r.json", cells)["cells"][0]
+    assert cell["status"] == "ok" and cell["workers"] == 3
+    assert len(cell["load_first_s_samples"]) == 3 and len(cell["dump_first_s_samples"]) == 3
+    assert cell["load_s"]["n"] == 6 and cell["dump_s"]["n"] == 6  # 2 of 5 each, rounded up
+    assert len(cell["load_cold_s_samples"]) == 6
+    assert cell["roundtrip_equal"] is True and "predict_eval_s" in cell
+    steps = [o["step"] for o in cell["overhead"]]
+    assert steps.count("dump_step") == 3 and steps.count("load_step") == 3

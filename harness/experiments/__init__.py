@@ -7,6 +7,9 @@ An experiment module provides
          gets a `StepContext` (the cell, a work directory shared by the steps, the measures
          of the steps before it); it returns measures to merge into the cell.
   plan(models, sizes, formats, options) -> list[Cell]
+and may provide
+  SPLIT_STEPS: names of steps whose samples are spread over `workers` fresh processes
+         (cell option, default 1), each with its own warm-up; their measures are pooled.
 """
 
 from __future__ import annotations
@@ -55,6 +58,12 @@ class StepContext:
     previous: dict[str, Any]
     cell_started: float  # time.monotonic() in the parent when the cell began
     first_measurement: float | None = None
+    worker: int = 0  # which of the step's `workers` processes this is
+    workers: int = 1
+
+    def share(self, count: int) -> int:
+        """This worker's share of `count` samples (at least one each)."""
+        return max(1, -(-count // self.workers))
 
     def load_model(self) -> tuple[Any, Any]:
         """The cached fitted model: trained in another process, read here, not measured."""

@@ -28,6 +28,7 @@ DEFAULT_BUDGET_S = 30.0
 EXPECTED = "expected.pkl"  # X_eval and the original's outputs, for the load step
 START_ROW = "start_row"  # the one row a freshly started server predicts
 START_REPEATS = 3
+SPLIT_STEPS = ("dump_step", "load_step")  # their samples are spread over the cell's workers
 
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
@@ -95,11 +96,17 @@ def _summary(prefix: str, samples: list[Phase], first: Phase | None = None,
     return out
 
 
+def sampling(ctx: StepContext) -> tuple[int, float]:
+    """This worker's samples and time budget: the cell's, shared among its workers."""
+    repeat = int(ctx.cell.options.get("repeat", 5))
+    budget = float(ctx.cell.options.get("budget_s", DEFAULT_BUDGET_S))
+    return ctx.share(repeat), budget / ctx.workers
+
+
 def dump_step(ctx: StepContext) -> dict:
     fmt = FORMATS[ctx.cell.format]
     est, X_eval = ctx.load_model()
-    repeat = int(ctx.cell.options.get("repeat", 5))
-    budget = float(ctx.cell.options.get("budget_s", DEFAULT_BUDGET_S))
+    repeat, budget = sampling(ctx)
     target = artefact(ctx)
     info: dict = {}
     counter = iter(range(1_000_000))
@@ -248,8 +255,7 @@ def cold_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
 def load_step(ctx: StepContext) -> dict:
     fmt = FORMATS[ctx.cell.format]
     path = artefact(ctx)
-    repeat = int(ctx.cell.options.get("repeat", 5))
-    budget = float(ctx.cell.options.get("budget_s", DEFAULT_BUDGET_S))
+    repeat, budget = sampling(ctx)
     with open(ctx.workdir / EXPECTED, "rb") as fh:  # written by the dump step of this cell
         expected = pickle.load(fh)
     X_eval = expected["X"]
@@ -258,7 +264,8 @@ def load_step(ctx: StepContext) -> dict:
     ctx.start_measuring()
     out = {**prepared, **warm_loads(fmt, path, prepared, X_eval[:1], repeat, budget),
            **cold_loads(fmt, path, prepared, X_eval[:1], repeat, budget)}
-
+    if ctx.worker:  # the outputs are the same in every worker: checked once
+        return out
     loaded = fmt.load(path, prepared)
     start = time.perf_counter()
     labels, proba = predict(fmt, loaded, X_eval)
