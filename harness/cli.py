@@ -460,7 +460,7 @@ def build_parser() -> Parser:
                         "0 skips them)")
     p.add_argument("--workers", type=_positive(int),
                    help="fresh processes a round-trip cell's dump and load samples are "
-                        "spread over, each with its own warm-up (default 3)")
+                        "spread over, each with its own warm-up (default 1)")
     p.add_argument("--model", help="your own model: package.module:factory returning "
                                    "(fitted_estimator, X_eval)")
     p.add_argument("--model-file", type=Path, metavar="FILE",

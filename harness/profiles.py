@@ -16,12 +16,15 @@ from harness.models import UsageError
 PROFILES: dict[str, dict] = {
     # A server start is a new interpreter importing scikit-learn: 1.5-2.5 s each, most of a
     # quick cell's time. quick starts one per cell and pass (`--runs 3` gives three).
-    # `workers`: fresh processes a round trip's dump and load samples are spread over; one
-    # process's memory layout moves all its timings alike, by up to a third on this class of
-    # machine, so samples from one process are not independent.
-    "quick": {"sizes": ["small"], "repeat": 5, "starts": 1, "workers": 3},
-    "default": {"sizes": ["small", "medium"], "repeat": 5, "starts": 3, "workers": 3},
-    "large": {"sizes": ["small", "medium", "large"], "repeat": 3, "starts": 3, "workers": 3},
+    # `workers`: fresh processes a round trip's dump and load samples are spread over. One
+    # process's timings move together (sd 0.12 in log between three workers of one pass),
+    # but on a shared 2-core VM the drift between passes minutes apart is larger (sd 0.17-0.21
+    # of a cell's pass median with one worker or three), so three workers bought no tighter
+    # comparison and cost 40 % more time: one by default, `--workers 3` where the first-load
+    # figure of several processes matters.
+    "quick": {"sizes": ["small"], "repeat": 5, "starts": 1, "workers": 1},
+    "default": {"sizes": ["small", "medium"], "repeat": 5, "starts": 3, "workers": 1},
+    "large": {"sizes": ["small", "medium", "large"], "repeat": 3, "starts": 3, "workers": 1},
 }
 ENV_VAR = "PERSISTBENCH_PROFILE"
 DEFAULT = "quick"
