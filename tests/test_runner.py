@@ -63,7 +63,10 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "harness", "run", "--models", "logreg,ridge,svc", "--repeat", "1",
          "--starts", "0", "--no-calibrate", "--output", str(out)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        # A job started in the background of a shell inherits SIGINT ignored; a user's
+        # terminal delivers it, so the run gets the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         if out.exists() and len(read(out)["cells"]) >= 3:
