@@ -78,11 +78,16 @@ def _start_forkserver_deaf_to_ctrl_c() -> None:
 
     if threading.current_thread() is not threading.main_thread():
         return  # signal handlers can only be set from the main thread; start lazily
+    # Blocked as well as ignored here: Linux keeps a blocked signal pending even while it is
+    # ignored, so a Ctrl-C in this window interrupts the harness once the mask is restored
+    # instead of being lost (the new interpreter gets an unblocked mask, SIGINT ignored).
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         forkserver.ensure_running()
     finally:
         signal.signal(signal.SIGINT, previous)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 def _kill_tree(pid: int) -> None:
