@@ -81,6 +81,8 @@ def _start_forkserver_deaf_to_ctrl_c() -> None:
     # Blocked as well as ignored here: Linux keeps a blocked signal pending even while it is
     # ignored, so a Ctrl-C in this window interrupts the harness once the mask is restored
     # instead of being lost (the new interpreter gets an unblocked mask, SIGINT ignored).
+    # The mask is this thread's: `run` starts the forkserver before any other thread exists,
+    # else the kernel would hand the signal to a thread that does not block it.
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
@@ -293,6 +295,7 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     sweep_abandoned_scratch(base)
     scratch = make_scratch(base)
     trained: dict[tuple[str, str], dict] = {}
+    context()  # the forkserver starts before the progress display has a thread
     try:
         with _progress() as progress:
             task = progress.add_task("cells", total=len(todo))
