@@ -140,9 +140,9 @@ def _merge(prior: dict, new: dict, top: bool = False) -> dict:
 def pool_workers(outcomes: list[dict]) -> dict:
     """The measures of one step run in several worker processes, as one pass's measures.
 
-    A process's memory layout makes its timings a few tens of percent faster or slower for
-    its whole life (pyperf spreads its samples over 20 processes for this reason), so one
-    pass samples in several workers. Their samples are pooled: stats dicts and sample lists
+    A process's timings move together for its whole life (pyperf spreads its samples over
+    20 processes for this reason), so a pass may sample in several workers (`--workers`).
+    Their samples are pooled: stats dicts and sample lists
     concatenated, a per-process scalar (`load_first_s`) becomes the median with its values
     in `<key>_samples`; the pass stays one unit of evidence for `compare`.
     """

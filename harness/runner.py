@@ -183,7 +183,8 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
             if outcome["status"] != "ok":
                 break
             pooled.append(outcome["measures"])
-        measures.update(pool_workers(pooled) if count > 1 else (pooled or [{}])[0])
+        if pooled:
+            measures.update(pool_workers(pooled) if count > 1 else pooled[0])
         if outcome["status"] != "ok":
             record_failure(record, outcome, step.__name__)
             break
