@@ -79,12 +79,16 @@ def test_runs_are_interleaved_and_resume_mid_pass(tmp_path, monkeypatch):
     cells = roundtrip.plan(["logreg"], ["small"], ["pickle", "skops"], {"repeat": 1, "seed": 0})
     cells += roundtrip.plan(["logreg"], ["small"], ["joblib-mmap"], {"repeat": 1, "seed": 0})
     order: list[str] = []
+    parents: list[int] = []
+    from multiprocessing import forkserver
+
     import harness.runner as runner
 
     real = runner.run_cell
 
     def spy(cell, workdir, timeout_s):
         order.append(cell.cell_id.rsplit("/", 1)[1])
+        parents.append(forkserver._forkserver._forkserver_pid)
         if len(order) == 4:
             raise KeyboardInterrupt
         return real(cell, workdir, timeout_s)
@@ -95,6 +99,7 @@ def test_runs_are_interleaved_and_resume_mid_pass(tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         run(cells, options)
     assert order == ["pickle", "skops", "joblib-mmap", "pickle"]  # pass 1 over every cell
+    assert parents[0] == parents[1] == parents[2] != parents[3]  # a new forkserver per pass
     assert {c["cell_id"]: passes_done(c) for c in read(out)["cells"]} == {
         c.cell_id: 1 for c in cells}
     order.clear()
