@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from harness import __version__
 from harness.experiments import Cell, experiment
 from harness.measure import PEAK_METHOD, allocator
@@ -95,13 +97,13 @@ def _start_forkserver_deaf_to_ctrl_c() -> None:
 def fresh_forkserver(progress) -> None:
     """Replace the forkserver before a new pass, so each pass forks from a parent of its own.
 
-    Forks inherit their parent's speed (its memory layout, hash seed and address space): four
-    forks of one parent loading a 16 MB forest scattered by sd 0.085 in log, parents by 0.19.
-    With one forkserver per run, a cell's passes agreed better than two runs did, so the
-    passes hid the run-to-run variation a comparison must see; with one per pass they show
-    it and their median averages over as many parents as passes. The progress display's
-    thread is stopped meanwhile: the new server must start while no other thread could take
-    a Ctrl-C (see `_start_forkserver_deaf_to_ctrl_c`).
+    Forks share their parent's memory layout, hash seed and address space; parents visited
+    in turn differed by sd 0.03 in log beyond what their forks' scatter explains (forks
+    timing a forest's unpickling). Small beside the machine's own swings, but with one
+    forkserver per run it is shared by every pass of a run and hidden from the spread a
+    comparison sees; with one per pass it shows, and averages over as many parents as
+    passes. The progress display's thread is stopped meanwhile: the new server must start
+    while no other thread could take a Ctrl-C (see `_start_forkserver_deaf_to_ctrl_c`).
     """
     import threading
     from multiprocessing import forkserver
@@ -293,15 +295,24 @@ def _progress():
                     transient=False)
 
 
-def _pending(cells: list[Cell], results: ResultsFile, runs: int) -> list[tuple[int, Cell]]:
+def _pending(cells: list[Cell], results: ResultsFile, runs: int, seed: int = 0
+             ) -> list[tuple[int, Cell]]:
     """(pass, cell) still to measure: pass 1 over every cell, then pass 2, …
 
-    Interleaving passes spreads slow drift of a shared machine over every cell alike.
-    An unsupported cell is not measured again: its answer does not vary.
+    Interleaving passes spreads slow drift of a shared machine over every cell alike. With
+    several passes each visits the cells in an order of its own (seeded, so a resumed run
+    keeps it): what ran just before a cell then differs from pass to pass and shows as
+    spread between its passes, instead of repeating in every pass of one run and reading
+    as a difference between two runs (with one order for all passes, one run had a cell's
+    server imports about 1.5x slower than another run in all three of its passes: the
+    first cell after the previous model's). An unsupported cell is not measured again: its
+    answer does not vary.
     """
     todo = []
     for pass_index in range(1, runs + 1):
-        for cell in cells:
+        order = cells if runs == 1 else [
+            cells[i] for i in np.random.default_rng([seed, pass_index]).permutation(len(cells))]
+        for cell in order:
             record = results.record(cell.cell_id)
             if passes_done(record) >= pass_index or (
                     record is not None and record["status"] == "unsupported"):
@@ -318,7 +329,7 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     """Measure every cell not already in the results file (`runs` passes); return the file."""
     results = _open_results(options)
     results.data["run"]["runs"] = max(options.runs, results.data["run"].get("runs", 1))
-    todo = _pending(cells, results, options.runs)
+    todo = _pending(cells, results, options.runs, options.seed)
     base = options.workdir or options.output.parent
     base.mkdir(parents=True, exist_ok=True)
     sweep_abandoned_scratch(base)

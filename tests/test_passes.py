@@ -98,7 +98,10 @@ def test_runs_are_interleaved_and_resume_mid_pass(tmp_path, monkeypatch):
     options = RunOptions(output=out, timeout_s=60, calibrate=False, argv=["pytest"], runs=2)
     with pytest.raises(KeyboardInterrupt):
         run(cells, options)
-    assert order == ["pickle", "skops", "joblib-mmap", "pickle"]  # pass 1 over every cell
+    planned = [c.cell_id.rsplit("/", 1)[1] for _, c in runner._pending(
+        cells, runner.ResultsFile(out, {"cells": []}), 2, seed=0)]
+    assert order == planned[:4]  # pass 1 over every cell, in its order; then pass 2's
+    assert sorted(order[:3]) == ["joblib-mmap", "pickle", "skops"]
     assert parents[0] == parents[1] == parents[2] != parents[3]  # a new forkserver per pass
     assert {c["cell_id"]: passes_done(c) for c in read(out)["cells"]} == {
         c.cell_id: 1 for c in cells}
@@ -147,3 +150,26 @@ def test_a_cell_spreads_dump_and_load_over_its_workers(tmp_path):
     assert cell["roundtrip_equal"] is True and "predict_eval_s" in cell
     steps = [o["step"] for o in cell["overhead"]]
     assert steps.count("dump_step") == 3 and steps.count("load_step") == 3
+
+
+def test_each_pass_has_its_own_order_kept_on_resume(tmp_path):
+    """Every cell once per pass, passes in different seeded orders, a resume keeps them."""
+    from harness.results import ResultsFile
+    from harness.runner import _pending
+
+    cells = roundtrip.plan(["logreg", "ridge", "svc", "mlp"], ["small"],
+                           ["pickle", "joblib", "skops"], {"repeat": 1, "seed": 0})
+    empty = ResultsFile(tmp_path / "r.json", {"cells": []})
+    todo = _pending(cells, empty, 3, seed=7)
+    orders = [[c.cell_id for p, c in todo if p == k] for k in (1, 2, 3)]
+    assert [p for p, _ in todo] == [1] * 12 + [2] * 12 + [3] * 12
+    assert all(sorted(o) == sorted(c.cell_id for c in cells) for o in orders)
+    assert len({tuple(o) for o in orders}) == 3  # 12! orders: equal ones would be a bug
+    assert [c.cell_id for _, c in _pending(cells, empty, 1, seed=7)] == [
+        c.cell_id for c in cells]  # a single pass keeps the plan's order
+    first_done = orders[0][:5]
+    partial = ResultsFile(tmp_path / "r.json", {"cells": [
+        {"cell_id": cid, "status": "ok", "pass_status": ["ok"]} for cid in first_done]})
+    resumed = _pending(cells, partial, 3, seed=7)
+    assert resumed == [item for item in todo
+                       if not (item[0] == 1 and item[1].cell_id in first_done)]
