@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy.stats import norm
 
 from harness.report.compare_stats import (
     Evidence,
@@ -23,11 +24,11 @@ BETWEEN, WITHIN = 0.04, 0.03  # log-scale standard deviations of a pass and of a
 
 
 def _side(rng, passes: int = 3, samples: int = 5, scale: float = 1.0,
-          between: float = BETWEEN) -> list[list[float]]:
+          between: float = BETWEEN, within: float = WITHIN) -> list[list[float]]:
     out = []
     for _ in range(passes):
         offset = rng.normal(0, between)
-        out.append(list(scale * np.exp(offset + rng.normal(0, WITHIN, samples))))
+        out.append(list(scale * np.exp(offset + rng.normal(0, within, samples))))
     return out
 
 
@@ -42,7 +43,7 @@ def test_null_flags_nothing_and_calls_tight_intervals_the_same():
     assert not [j for j in judged if j.verdict in ("worse", "better")]
     assert level == pytest.approx(1 - 0.05 / 200)  # no flag: the Bonferroni-like level
     assert all(j.p_value is not None and j.low <= j.relative <= j.high for j in judged)
-    quiet, _ = judge_all(_evidence(rng, 1.0, 200, between=0.005))  # a quiet machine
+    quiet, _ = judge_all(_evidence(rng, 1.0, 200, between=0.005, within=0.01))  # quiet
     assert {j.verdict for j in quiet} <= {"same", "inconclusive"}
     assert sum(j.verdict == "same" for j in quiet) > 150
 
@@ -131,3 +132,35 @@ def test_the_bootstrap_resamples_passes_then_samples():
     assert np.mean(medians == 2.0) == pytest.approx(13 / 27, abs=0.04)
     ragged = bootstrap_medians([[1.0], [2.0, 2.0, 2.0]], 500, rng)
     assert set(np.unique(ragged)) <= {1.0, 1.5, 2.0}
+
+
+def test_a_cell_unsteady_within_runs_adds_its_own_spread_to_its_familys():
+    """Its passes scatter as much as its family's cells scatter between runs: both count.
+
+    40 steady cells (one sample a pass, every pass alike) set the family's run-to-run spread;
+    the last cell's third pass of B is slower by k, so its bootstrap sd is log(k)/2 (the
+    middle of three passes drawn with replacement is the slow one in 7 of 27 draws, beyond
+    the 84th percentile's reach from below). The shift that the larger of the two sds
+    would flag is inconclusive; a larger one is still flagged.
+    """
+    logs = np.linspace(-0.1, 0.1, 40)
+    steady = [Evidence([[1.0]] * 3, [[math.exp(x)]] * 3, True, 0.10) for x in logs]
+    spread = 1.4826 * float(np.median(np.abs(logs - np.median(logs))))
+    k = math.exp(2 * spread)
+
+    def unsteady(shift: float) -> Evidence:
+        return Evidence([[1.0]] * 3, [[shift], [shift], [shift * k]], True, 0.10)
+
+    z = norm.isf(0.05 / 41 / 2)  # nothing else flagged: the Bonferroni-like level
+    limit = math.log(1.10)
+    shift = limit + z * spread * 1.2  # beyond z x max(sds), short of z x their root sum
+    assert limit + z * spread < shift < limit + z * spread * math.sqrt(2)
+    judged, _ = judge_all([*steady, unsteady(math.exp(shift))])
+    last = judged[-1]
+    assert last.sampling == pytest.approx(math.log(k) / 2, rel=1e-6)
+    assert last.spread == pytest.approx(spread, rel=0.05)  # the cell itself is one of 41
+    assert last.verdict == "inconclusive" and last.high > 1.10
+    assert math.log(last.high / last.low) / 2 == pytest.approx(
+        z * math.hypot(last.sampling, last.spread), rel=1e-6)
+    further, _ = judge_all([*steady, unsteady(math.exp(limit + z * spread * 2))])
+    assert further[-1].verdict == "worse"

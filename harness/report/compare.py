@@ -367,9 +367,9 @@ def rule_text(comp: Comparison) -> list[str]:
     return [
         "Times and peak memory: ratio of medians B/A, "
         + ("divided by the common factor of its family, " if comp.drift else "")
-        + f"with a {level} interval: log ratio +- z x spread, the spread being the larger of a "
-        "two-level bootstrap (passes, then samples within a pass) and the run-to-run spread "
-        "of the family's cells. Flagged only when the whole interval lies beyond "
+        + f"with a {level} interval: log ratio +- z x spread, the spread being the root sum "
+        "of squares of a two-level bootstrap sd (passes, then samples within a pass) and the "
+        "run-to-run spread of the family's cells. Flagged only when the whole interval lies beyond "
         f"{comp.threshold:g} % (times) or {comp.memory_threshold:g} % (memory; changes under "
         f"{MEMORY_FLOOR_BYTES // 2**20} MiB are no change), Benjamini-Hochberg at alpha "
         f"{comp.alpha:g} across the {comp.tested} measures tested (interval level adjusted "

@@ -9,8 +9,11 @@ run, so the unit of evidence is the pass (`run --runs K`), as in Kalibera & Jone
   chosen pass, take the pooled median (sd of the log ratios of the replicates);
 - passes of one run share its machine state, so a cell can differ between two runs by
   more than its passes vary, and a cell whose few passes happen to agree looks more precise
-  than it is. No cell may claim a spread below its family's run-to-run spread: the robust
-  sd of the log ratios of all cells of the family (Efron's empirical null);
+  than it is. The run-to-run spread of a cell is its family's: the robust sd of the log
+  ratios of all cells of the family (Efron's empirical null). A cell's sd is that and its
+  own bootstrap sd combined as independent parts (root sum of squares): taking only the
+  larger of the two let a cell whose passes agree within each run, yet which one run moved
+  as a whole, be flagged in A/A runs of the same code;
 - a common factor per measure family (how every `load_s` moved, how every `dump_s` moved)
   is the median of the point log ratios of the family; each measure is judged relative to
   it, so a machine that is slower overall during run B is not read as a regression. The
@@ -60,7 +63,8 @@ class Judgement:
     p_value: float | None = None  # BH-adjusted
     verdict: str = "inconclusive"  # "worse", "better", "same", "inconclusive"
     reason: str = ""
-    spread: float = 0.0  # run-level spread of the family (log sd) added to the interval
+    spread: float = 0.0  # run-level spread of the family (log sd)
+    sampling: float = 0.0  # two-level bootstrap sd of the log ratio (passes, samples)
 
 
 def pooled_median(passes: Sequence[Sequence[float]]) -> float:
@@ -172,8 +176,8 @@ def judge_all(evidence: Sequence[Evidence], alpha: float = ALPHA, seed: int = 0
                           [centre for _, centre, _ in tested])
     sigmas = []
     for i, _, sampling in tested:
-        out[i].spread = spreads[evidence[i].family]
-        sigmas.append(max(sampling, out[i].spread))
+        out[i].spread, out[i].sampling = spreads[evidence[i].family], sampling
+        sigmas.append(math.hypot(sampling, out[i].spread))
     limits = [math.log1p(evidence[i].threshold) for i, _, _ in tested]
     raw = np.array([_p_value(centre, sigma, limit) for (_, centre, _), sigma, limit
                     in zip(tested, sigmas, limits, strict=True)])
