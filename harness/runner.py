@@ -321,10 +321,6 @@ def _pending(cells: list[Cell], results: ResultsFile, runs: int, seed: int = 0
     return todo
 
 
-def _last_of_pass(todo: list[tuple[int, Cell]], pass_index: int) -> tuple[int, Cell]:
-    return [item for item in todo if item[0] == pass_index][-1]
-
-
 def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     """Measure every cell not already in the results file (`runs` passes); return the file."""
     results = _open_results(options)
@@ -339,11 +335,10 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     try:
         with _progress() as progress:
             task = progress.add_task("cells", total=len(todo))
-            current_pass = todo[0][0] if todo else 0
-            for pass_index, cell in todo:
-                if pass_index != current_pass:
+            last_of_pass = {pass_index: i for i, (pass_index, _) in enumerate(todo)}
+            for i, (pass_index, cell) in enumerate(todo):
+                if i and pass_index != todo[i - 1][0]:
                     fresh_forkserver(progress)
-                    current_pass = pass_index
                 key = (cell.model, cell.size)
                 if cell.needs_model and key not in trained:
                     progress.update(task, description=f"model {cell.model}/{cell.size}")
@@ -364,7 +359,7 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
                     record = add_pass(results.record(cell.cell_id), record)
                 results.put(record)
                 progress.advance(task)
-                if options.runs > 1 and (pass_index, cell) == _last_of_pass(todo, pass_index):
+                if options.runs > 1 and i == last_of_pass[pass_index]:
                     results.data["run"].setdefault("passes_finished", []).append(now())
     except KeyboardInterrupt:
         results.finish("interrupted")
