@@ -12,8 +12,8 @@ run, so the unit of evidence is the pass (`run --runs K`), as in Kalibera & Jone
   than it is. The run-to-run spread of a cell is its family's: the robust sd of the log
   ratios of all cells of the family (Efron's empirical null). A cell's sd is that and its
   own bootstrap sd combined as independent parts (root sum of squares): taking only the
-  larger of the two let a cell whose passes agree within each run, yet which one run moved
-  as a whole, be flagged in A/A runs of the same code;
+  larger of the two flagged, in A/A runs of the same code, a timing that is bimodal between
+  processes and whose three passes a side happened to draw one mode in A, the other in B;
 - a common factor per measure family (how every `load_s` moved, how every `dump_s` moved)
   is the median of the point log ratios of the family; each measure is judged relative to
   it, so a machine that is slower overall during run B is not read as a regression. The
