@@ -395,8 +395,9 @@ def drift_text(comp: Comparison) -> str:
 
 def smallest_flaggable(comp: Comparison, family: str) -> float:
     """The least relative change of a family the rule can flag, given its spread: the
-    interval (z x spread either side) must clear the threshold. Makes "inconclusive" read
-    as "smaller than this, on this machine", not as "no change"."""
+    interval (z x spread either side) must clear the threshold. A lower bound: a cell's own
+    bootstrap sd widens its interval beyond this. Makes "inconclusive" read as "smaller than
+    this, on this machine", not as "no change"."""
     from scipy.stats import norm
 
     pct = comp.memory_threshold if family.endswith("_bytes") else comp.threshold
