@@ -23,7 +23,7 @@ from pathlib import Path
 # The harness's forkserver preload: asv's forkserver (asv.conf.json) imports this module
 # once, so each benchmark starts as a fork with scikit-learn, skops, skl2onnx and
 # onnxruntime already imported instead of paying seconds of imports per parameter set.
-import harness.worker  # noqa: F401
+import harness.preload  # noqa: F401
 from harness import fronts
 from harness.experiments import experiment
 from harness.formats import FORMATS, predict

@@ -172,11 +172,12 @@ def _measure(output: Path, measure_and_print, only: bool = False) -> int:
     """Run a measurement into `output`, then its report; Ctrl-C keeps what was measured."""
     try:
         measure_and_print()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print(f"interrupted; everything measured so far is in {output} "
               "(continue with --resume)" if output.exists() else
               "interrupted before the first result was written", file=sys.stderr)
-        return 130
+        exc.reported = True  # the entry point then ends the process as interrupted
+        raise
     print(f"results: {output}")
     return _report_after_run(output, only)
 
@@ -626,9 +627,6 @@ def main(argv: list[str] | None = None) -> int:
     except (UsageError, ResultsError) as exc:
         print(f"persistbench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:  # before measuring began (`_measure` handles it after)
-        print("persistbench: interrupted", file=sys.stderr)
-        return 130
     except Refused as exc:  # the audit flagged a model file: its findings, never loaded
         print(exc, file=sys.stderr)
         return 1

@@ -1,7 +1,7 @@
 """Plan -> cells -> isolated child processes -> results file, one cell at a time.
 
 Every child is forked from a forkserver that has preloaded the heavy libraries
-(`harness.worker`), so a cell pays a fork, not an interpreter start-up. A cell that raises,
+(`harness.preload`), so a cell pays a fork, not an interpreter start-up. A cell that raises,
 hangs or dies becomes a recorded result; the run goes on. Each finished cell is appended
 atomically, so a killed run loses at most the cell in flight and `--resume` picks up there.
 """
@@ -60,7 +60,7 @@ def context():
         if (start_method(active()) == "forkserver"
                 and "forkserver" in multiprocessing.get_all_start_methods()):
             _context = multiprocessing.get_context("forkserver")
-            _context.set_forkserver_preload(["harness.worker"])
+            _context.set_forkserver_preload(["harness.preload"])
             _start_forkserver_deaf_to_ctrl_c()
         else:  # macOS, where forking after Apple's frameworks load is unsafe
             _context = multiprocessing.get_context("spawn")
@@ -68,33 +68,30 @@ def context():
 
 
 def _start_forkserver_deaf_to_ctrl_c() -> None:
-    """Start the forkserver now, with SIGINT ignored, which it and its children inherit.
+    """Start the forkserver now with SIGINT blocked, which it and its children inherit.
 
     multiprocessing ignores SIGINT in its forkserver only once the preload is imported, so
     a Ctrl-C in the first seconds printed the forkserver's own traceback beside the
     harness's one-line message; children would print theirs too. Ctrl-C belongs to the
     harness's process, which kills the children (`_kill_tree`) and keeps what was measured.
-    """
-    import threading
-    from multiprocessing import forkserver
 
-    if threading.current_thread() is not threading.main_thread():
-        return  # signal handlers can only be set from the main thread; start lazily
-    # Blocked as well as ignored here: Linux keeps a blocked signal pending even while it is
-    # ignored, so a Ctrl-C in this window interrupts the harness once the mask is restored
-    # instead of being lost (the new interpreter gets an unblocked mask, SIGINT ignored).
-    # The mask is this thread's: `run` starts the forkserver before any other thread exists,
-    # else the kernel would hand the signal to a thread that does not block it.
+    Blocked, never ignored: a signal mask survives fork and exec, and a Ctrl-C arriving
+    meanwhile still reaches the harness, either through another thread (BLAS starts its
+    workers on import) or once the mask is restored. Ignoring SIGINT for the window lost
+    such a Ctrl-C and the run went on to exit 0. The resource tracker starts first because
+    its own start unblocks SIGINT in this thread.
+    """
+    from multiprocessing import forkserver, resource_tracker
+
+    resource_tracker.ensure_running()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
     try:
         forkserver.ensure_running()
     finally:
-        signal.signal(signal.SIGINT, previous)
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
-def fresh_forkserver(progress) -> None:
+def fresh_forkserver() -> None:
     """Replace the forkserver before a new pass, so each pass forks from a parent of its own.
 
     Forks share their parent's memory layout, hash seed and address space; parents visited
@@ -102,24 +99,14 @@ def fresh_forkserver(progress) -> None:
     timing a forest's unpickling). Small beside the machine's own swings, but with one
     forkserver per run it is shared by every pass of a run and hidden from the spread a
     comparison sees; with one per pass it shows, and averages over as many parents as
-    passes. The progress display's thread is stopped meanwhile: the new server must start
-    while no other thread could take a Ctrl-C (see `_start_forkserver_deaf_to_ctrl_c`).
+    passes.
     """
-    import threading
     from multiprocessing import forkserver
 
     if context().get_start_method() != "forkserver":
         return  # spawn: every child is a new interpreter already
-    progress.stop()
-    try:
-        if threading.current_thread() is threading.main_thread():
-            for thread in threading.enumerate():
-                if thread.daemon and thread is not threading.current_thread():
-                    thread.join(timeout=2.0)  # the display's refresh thread, ending
-        forkserver._forkserver._stop()  # private, but the only way to replace it
-        _start_forkserver_deaf_to_ctrl_c()
-    finally:
-        progress.start()
+    forkserver._forkserver._stop()  # private, but the only way to replace it
+    _start_forkserver_deaf_to_ctrl_c()
 
 
 def _kill_tree(pid: int) -> None:
@@ -331,14 +318,13 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     sweep_abandoned_scratch(base)
     scratch = make_scratch(base)
     trained: dict[tuple[str, str], dict] = {}
-    context()  # the forkserver starts before the progress display has a thread
     try:
         with _progress() as progress:
             task = progress.add_task("cells", total=len(todo))
             last_of_pass = {pass_index: i for i, (pass_index, _) in enumerate(todo)}
             for i, (pass_index, cell) in enumerate(todo):
                 if i and pass_index != todo[i - 1][0]:
-                    fresh_forkserver(progress)
+                    fresh_forkserver()
                 key = (cell.model, cell.size)
                 if cell.needs_model and key not in trained:
                     progress.update(task, description=f"model {cell.model}/{cell.size}")

@@ -1,44 +1,23 @@
 """What runs inside a child process: one step of one cell, or the training of one model.
 
-This module is the forkserver's preload: importing it pulls in the heavy libraries once, so
-each cell's child starts as a fork of an interpreter that already has them, instead of
-paying seconds of imports per cell. Results go back through a small JSON file that is
+Light to import, so the harness's process can name these functions as a child's target;
+the libraries they use come from `harness.preload`, which the forkserver imports once (a
+spawned child imports it on entry). Results go back through a small JSON file that is
 written atomically, so a child that dies leaves either nothing or a complete answer.
 """
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import json
 import time
 import traceback
 import warnings
 from pathlib import Path
 
-# Pre-imports for the forkserver: everything a step or an unpickler would otherwise import.
-import cloudpickle  # noqa: F401
-import joblib  # noqa: F401
-import numpy  # noqa: F401
-import sklearn.decomposition
-import sklearn.ensemble
-import sklearn.feature_extraction.text
-import sklearn.linear_model
-import sklearn.neighbors
-import sklearn.neural_network
-import sklearn.pipeline
-import sklearn.preprocessing
-import sklearn.svm  # noqa: F401
-import skops.io  # noqa: F401
-
 from harness.experiments import Cell, StepContext, experiment
 from harness.formats import Unsupported, describe_exception
 from harness.measure import cap_address_space
 from harness.results import write_atomic
-
-with contextlib.suppress(ImportError):  # the `onnx` extra; ONNX cells say when it is missing
-    import onnxruntime  # noqa: F401
-    import skl2onnx  # noqa: F401
 
 
 def _failure(status: str, exc: BaseException) -> dict:
@@ -53,6 +32,8 @@ def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_sta
              worker: tuple[int, int], result_path: str) -> None:
     """Child entry point: run one step (as worker i of n) and leave its outcome in
     `result_path`."""
+    import harness.preload  # noqa: F401  (a spawned child's imports, before it counts time)
+
     entered = time.monotonic()
     cap_address_space()
     ctx = StepContext(cell=cell, workdir=Path(workdir), previous=previous,
@@ -77,6 +58,7 @@ def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_sta
 
 def train(model: str, size: str, seed: int, result_path: str) -> None:
     """Child entry point: fit a model into the cache (never in a measuring process)."""
+    import harness.preload  # noqa: F401
     from harness.models import cache_path, resolve_spec, train_into_cache
 
     start = time.perf_counter()
@@ -100,7 +82,3 @@ def read_outcome(path: Path) -> dict | None:
     except (FileNotFoundError, json.JSONDecodeError):
         return None
 
-
-# The preloaded libraries' objects never die: move them out of the collector's sight so the
-# gc.collect() between samples costs microseconds, and forked children do not touch them.
-gc.freeze()
