@@ -76,7 +76,8 @@ def test_each_outcome_is_recognised_end_to_end(loads, tmp_path):
     assert outcome == "crash" and "SIGABRT" in detail
     assert robustness.last_words(tmp_path / "aborts.json").startswith("Fatal Python error")
     started = time.monotonic()
-    outcome, _ = load(Sleeps(), "sleeps", timeout=2.0)
+    # the stack is dumped 1 s before the kill: 5 s in, far beyond the fork and unpickling
+    outcome, _ = load(Sleeps(), "sleeps", timeout=6.0)
     assert outcome == "hang" and time.monotonic() - started < 30
     assert "innermost frame" in robustness.last_words(tmp_path / "sleeps.json")
 

@@ -68,10 +68,12 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
         # terminal delivers it, so the run gets the default disposition.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and proc.poll() is None:
         if out.exists() and len(read(out)["cells"]) >= 3:
             break
         time.sleep(0.2)
+    assert proc.poll() is None, f"the run ended before three cells: {proc.stderr.read()}"
+    assert out.exists() and len(read(out)["cells"]) >= 3, "three cells took over 120 s"
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == -signal.SIGINT
     data = read(out)
