@@ -298,6 +298,20 @@ def test_budgets_stop_the_audit_with_a_finding(tmp_path):
     assert "0 s" in report.findings[0].name
 
 
+def test_the_memory_budget_counts_what_the_audit_adds_not_the_process(tmp_path):
+    from harness.audit import Budget
+    from harness.audit.budget import BudgetExceeded
+
+    ops = _write(tmp_path, b"\x80\x04N" + b"N0" * 20_000 + b".")
+    held = b"x" * (300 << 20)  # written, so resident before the audit begins
+    assert audit(ops, budget=Budget(rss_bytes=200 << 20)).exit_status == 0
+    budget = Budget(rss_bytes=64 << 20)
+    grown = b"y" * (128 << 20)
+    with pytest.raises(BudgetExceeded, match="64 MiB of memory"):
+        budget.check_time_and_memory()
+    del held, grown
+
+
 def test_large_byte_arguments_are_streamed(tmp_path):
     """A 64 MB array in a protocol-5 pickle is stepped over, not read into memory."""
     import tracemalloc
