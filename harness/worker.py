@@ -81,4 +81,3 @@ def read_outcome(path: Path) -> dict | None:
         return json.loads(Path(path).read_text())
     except (FileNotFoundError, json.JSONDecodeError):
         return None
-

@@ -67,13 +67,14 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
         # A job started in the background of a shell inherits SIGINT ignored; a user's
         # terminal delivers it, so the run gets the default disposition.
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    def three_cells() -> bool:
+        return out.exists() and len(read(out)["cells"]) >= 3
+
     deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and len(read(out)["cells"]) >= 3:
-            break
+    while time.monotonic() < deadline and proc.poll() is None and not three_cells():
         time.sleep(0.2)
     assert proc.poll() is None, f"the run ended before three cells: {proc.stderr.read()}"
-    assert out.exists() and len(read(out)["cells"]) >= 3, "three cells took over 120 s"
+    assert three_cells(), "three cells took over 120 s"
     os.kill(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=60) == -signal.SIGINT
     data = read(out)
