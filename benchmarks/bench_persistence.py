@@ -1,6 +1,6 @@
 """asv suites: how long persisting a scikit-learn model takes, and what it costs in memory.
 
-A thin front over the harness (`harness.fronts`): asv times the format registry's own
+A thin front over the harness (`persistbench.schedule.fronts`): asv times the format registry's own
 `dump`, `load` and the models' predictions; the per-phase peak RSS, file size and shared PSS
 are the harness's cell measures, taken in child processes by its runner. asv's `peakmem_`
 is not used: it reports the whole process's lifetime peak (imports included), not a phase's.
@@ -23,11 +23,11 @@ from pathlib import Path
 # The harness's forkserver preload: asv's forkserver (asv.conf.json) imports this module
 # once, so each benchmark starts as a fork with scikit-learn, skops, skl2onnx and
 # onnxruntime already imported instead of paying seconds of imports per parameter set.
-import harness.preload  # noqa: F401
-from harness import fronts
-from harness.experiments import experiment
-from harness.formats import FORMATS, predict
-from harness.measure import cold_cache_supported, evict_from_page_cache
+import persistbench.schedule.preload  # noqa: F401
+from persistbench.experiments import experiment
+from persistbench.measure.phases import cold_cache_supported, evict_from_page_cache
+from persistbench.schedule import fronts
+from persistbench.sources.formats import FORMATS, predict
 
 GRID = fronts.grid(fronts.ASV_PROFILE)
 version = fronts.definitions_version(GRID, Path(__file__).read_text())

@@ -4,7 +4,7 @@
 def __getattr__(name: str) -> str:
     """`__version__` on first use: importlib.metadata costs half a second at every start."""
     if name != "__version__":
-        raise AttributeError(f"module 'harness' has no attribute {name!r}")
+        raise AttributeError(f"module 'persistbench' has no attribute {name!r}")
     from importlib.metadata import PackageNotFoundError, version
 
     try:

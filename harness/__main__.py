@@ -19,7 +19,7 @@ def _quiet_about_ctrl_c(kind, value, traceback) -> None:
 
 def main() -> int:
     try:
-        from harness.cli import main as cli_main
+        from persistbench.commands.main import main as cli_main
 
         return cli_main()
     except KeyboardInterrupt as exc:

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.experiments import roundtrip
-from harness.formats import FORMATS
-from harness.models import MODELS
-from harness.results import read
-from harness.runner import RunOptions, run
+from persistbench.experiments import roundtrip
+from persistbench.results.schema import read
+from persistbench.schedule.runner import RunOptions, run
+from persistbench.sources.formats import FORMATS
+from persistbench.sources.models import MODELS
 
 
 def run_plan(output: Path, cells, timeout_s: float = 120.0, resume: bool = False) -> dict:
@@ -53,7 +53,7 @@ def report_runs(tmp_path_factory) -> dict:
     ]
     out: dict = {"dir": work, "results": [], "stdout": []}
     for i, argv in enumerate(runs, 1):
-        done = subprocess.run([sys.executable, "-m", "harness", "run", *argv,
+        done = subprocess.run([sys.executable, "-m", "persistbench", "run", *argv,
                                "--output", f"run{i}.json"], cwd=work, capture_output=True,
                               text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-2000:]

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.formats import FORMATS, register
+from persistbench.sources.formats import FORMATS, register
 
 ENV = "PERSISTBENCH_PLANTED_SLOWDOWN"
 BASE = FORMATS["pickle-p5"]

@@ -17,16 +17,17 @@ import pytest
 pd = pytest.importorskip("pandas", reason="the data extra (pandas, pyarrow) is not installed")
 pytest.importorskip("pyarrow", reason="the data extra (pandas, pyarrow) is not installed")
 
-from harness.cli import _trusted  # noqa: E402
-from harness.eval_rows import (  # noqa: E402
+from persistbench.commands.options import trusted as _trusted  # noqa: E402
+from persistbench.sources.eval_rows import (  # noqa: E402
     RowsNeeded,
     check_readable,
     evaluation_rows,
     rows_from_table,
     synthesize,
 )
-from harness.model_file import Refused, admit, register, spec_for  # noqa: E402
-from harness.models import UsageError, resolve_spec  # noqa: E402
+from persistbench.sources.model_file import Refused, admit, register, spec_for  # noqa: E402
+from persistbench.sources.models import UsageError  # noqa: E402
+from persistbench.sources.resolve import resolve_spec  # noqa: E402
 
 TRAIN_SCRIPT = textwrap.dedent("""
     # A user's training script: a mixed DataFrame, a ColumnTransformer and gradient boosting.
@@ -128,7 +129,7 @@ def test_a_clean_file_is_admitted_and_needs_no_trust(tmp_path):
 def test_an_onnx_file_is_not_a_python_estimator(tmp_path):
     from sklearn.linear_model import LogisticRegression
 
-    from harness.formats import FORMATS
+    from persistbench.sources.formats import FORMATS
 
     X = np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32)
     path = tmp_path / "m.onnx"
@@ -241,7 +242,7 @@ def test_an_unregistered_file_name_is_a_usage_error(cache):
 
 def persistbench(*args: str, cwd: Path, cache: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PERSISTBENCH_CACHE": str(cache)}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "persistbench", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=600)
 
 
@@ -271,7 +272,7 @@ def test_advise_refuses_a_payload_and_never_runs_it(tmp_path):
 def test_even_a_trusted_file_is_only_loaded_in_a_child(tmp_path):
     path, canary = payload_file(tmp_path)
     env = {**os.environ, "PERSISTBENCH_CACHE": str(tmp_path / "cache")}
-    proc = subprocess.Popen([sys.executable, "-m", "harness", "advise", str(path), "--trust",
+    proc = subprocess.Popen([sys.executable, "-m", "persistbench", "advise", str(path), "--trust",
                              "posix" if os.name == "posix" else "nt", "--no-calibrate"],
                             cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
     _, err = proc.communicate(timeout=600)
@@ -339,7 +340,7 @@ def test_a_skops_file_loads_with_exactly_the_types_the_audit_admitted(tmp_path, 
 
 
 def test_dataframe_rows_reach_a_server_with_names_and_dtypes(tmp_path):
-    from harness.serving import _load_input, save_input
+    from persistbench.experiments.serving import _load_input, save_input
 
     _, df = _fitted()
     path = save_input(df, tmp_path / "rows")
@@ -350,7 +351,7 @@ def test_dataframe_rows_reach_a_server_with_names_and_dtypes(tmp_path):
 
 
 def test_onnx_refuses_mixed_dataframe_rows_by_name():
-    from harness.formats import Unsupported, onnx_input
+    from persistbench.sources.formats import Unsupported, onnx_input
 
     _, df = _fitted()
     with pytest.raises(Unsupported, match=r"non-numeric columns \(colour\)"):

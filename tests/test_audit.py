@@ -15,11 +15,11 @@ import joblib
 import numpy as np
 import pytest
 
-from harness.audit import Unreadable, audit
-from harness.cli import main
-from harness.experiments import security
-from harness.formats import FORMATS, Unsupported
-from harness.models import MODELS
+from persistbench.audit import Unreadable, audit
+from persistbench.commands.main import main
+from persistbench.experiments import security
+from persistbench.sources.formats import FORMATS, Unsupported
+from persistbench.sources.models import MODELS
 
 # joblib's compression method -> the container the audit recognises by its magic bytes
 COMPRESSIONS = {"zlib": "zlib", "gzip": "gzip", "bz2": "bz2", "lzma": "lzma", "xz": "xz",
@@ -51,7 +51,7 @@ def test_no_benign_zoo_file_is_flagged(zoo_files):
     assert len(zoo_files) > 60
     for model, fmt, path in zoo_files:
         # the custom-code model refers to a function of the zoo's own module by name
-        trusted = ("harness.models",) if model == "custom_code" else ()
+        trusted = ("persistbench.sources.models",) if model == "custom_code" else ()
         report = audit(path, trusted)
         assert report.exit_status == 0, (model, fmt, report.findings, report.error)
         expected = {"skops": "skops", "onnx": "onnx"}.get(fmt)
@@ -70,7 +70,7 @@ def test_custom_code_reference_is_flagged_unless_trusted(zoo_files):
     path = next(p for m, f, p in zoo_files if m == "custom_code" and f == "skops")
     report = audit(path)
     assert report.flagged
-    assert report.findings[0].name == "harness.models.<lambda>"
+    assert report.findings[0].name == "persistbench.sources.models.<lambda>"
     shipped = next(p for m, f, p in zoo_files if m == "custom_code" and f == "cloudpickle")
     report = audit(shipped)  # code inside, but nothing of it is called while loading
     assert report.format == "cloudpickle" and not report.flagged and report.notes
@@ -186,10 +186,10 @@ def test_cli_exit_status_and_json(tmp_path, zoo_files, capsys):
 # ----------------------------------------------------------------- allow-list and policy
 
 def test_allowlist_is_generated_data_with_its_versions():
-    from harness.audit.policy import allowlist
+    from persistbench.audit.policy import allowlist
 
     data = allowlist()
-    assert data["command"] == "python -m harness.audit.allowlist"
+    assert data["command"] == "python -m persistbench.audit.allowlist"
     assert {"numpy", "scipy", "scikit-learn"} <= set(data["generated_with"])
     assert data["size"] == sum(len(v) for v in data["names"].values()) > 100
     assert "functools.partial" in data["reviewed_not_admitted"]
@@ -222,7 +222,7 @@ def _write(tmp_path: Path, data: bytes, name: str = "f.pkl") -> Path:
 
 
 def test_names_are_exact_pairs_not_packages(tmp_path):
-    from harness.audit.payloads import _dotted, _g, _str_op
+    from benchmarks.audit_corpus.payloads import _dotted, _g, _str_op
 
     _dotted(tmp_path / "d.pkl", tmp_path / "canary")
     names = [f.name for f in audit(tmp_path / "d.pkl").findings]
@@ -240,7 +240,7 @@ def test_names_are_exact_pairs_not_packages(tmp_path):
 def test_partial_is_allowed_only_in_the_shape_scikit_learn_writes(tmp_path):
     from sklearn.ensemble import HistGradientBoostingClassifier
 
-    from harness.audit.payloads import _g
+    from benchmarks.audit_corpus.payloads import _g
 
     rng = np.random.default_rng(0)
     X = np.c_[rng.integers(0, 3, 80), rng.normal(size=80)]
@@ -257,7 +257,7 @@ def test_partial_is_allowed_only_in_the_shape_scikit_learn_writes(tmp_path):
 
 def test_every_technique_is_flagged_without_running(tmp_path):
     """All crafted files but the slow bombs: flagged (exit 1), and no canary appears."""
-    from harness.audit.payloads import PAYLOADS
+    from benchmarks.audit_corpus.payloads import PAYLOADS
 
     canaries = tmp_path / "canaries"
     canaries.mkdir()
@@ -272,7 +272,7 @@ def test_every_technique_is_flagged_without_running(tmp_path):
 
 
 def test_disagreements_and_trailing_data_are_findings(tmp_path):
-    from harness.audit.payloads import _wrapper_in_pickle, _zip_after_pickle
+    from benchmarks.audit_corpus.payloads import _wrapper_in_pickle, _zip_after_pickle
 
     canary = tmp_path / "canary"
     report = audit(_write(tmp_path, _wrapper_in_pickle(canary), "w.pkl"))
@@ -285,7 +285,7 @@ def test_disagreements_and_trailing_data_are_findings(tmp_path):
 
 
 def test_budgets_stop_the_audit_with_a_finding(tmp_path):
-    from harness.audit import Budget
+    from persistbench.audit import Budget
 
     ops = _write(tmp_path, b"\x80\x04N" + b"N0" * 20_000 + b".")
     assert audit(ops).exit_status == 0
@@ -299,8 +299,8 @@ def test_budgets_stop_the_audit_with_a_finding(tmp_path):
 
 
 def test_the_memory_budget_counts_what_the_audit_adds_not_the_process(tmp_path):
-    from harness.audit import Budget
-    from harness.audit.budget import BudgetExceeded
+    from persistbench.audit import Budget
+    from persistbench.audit.budget import BudgetExceeded
 
     ops = _write(tmp_path, b"\x80\x04N" + b"N0" * 20_000 + b".")
     held = b"x" * (300 << 20)  # written, so resident before the audit begins
@@ -339,7 +339,7 @@ def test_a_json_file_or_junk_is_refused_in_one_line(tmp_path, capsys):
 def test_corpus_small_run(tmp_path):
     """The benchmark end to end: every payload runs under its loader, is flagged by the
     audit, never runs in it; every benign file is clean."""
-    from harness.audit.corpus import run
+    from benchmarks.audit_corpus.corpus import run
 
     summary = run(tmp_path)["summary"]
     assert summary["benign_files"] >= 60 and summary["malicious_files"] >= 30

@@ -17,7 +17,7 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from harness.report.html import write_reports
+from persistbench.report.html import write_reports
 
 
 def headless(chromium: str, page: Path, workdir: Path, height: int = 2400,
@@ -71,9 +71,9 @@ def test_report_opens_without_console_errors_and_draws(chromium, report_runs, tm
 @pytest.mark.slow
 def test_sorting_and_filtering_work_in_the_browser(chromium, tmp_path):
     """Click a numeric header twice and type in the filter box, then read the DOM back."""
-    from harness.report.html import environment
-    from harness.report.values import Num
-    from harness.report.views import Table  # a tiny page through the real template
+    from persistbench.report.blocks import Table  # a tiny page through the real template
+    from persistbench.report.html import environment
+    from persistbench.report.values import Num
 
     table = Table("t", ["model", "file"], [["b", Num(2000, "B")], ["a", Num(30, "B")],
                                            ["c", Num(100_000, "B")]])

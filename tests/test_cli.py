@@ -15,7 +15,7 @@ TESTS = Path(__file__).parent
 def persistbench(*args: str, cwd=None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(
         [str(TESTS), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    return subprocess.run([sys.executable, "-m", "harness", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "persistbench", *args], capture_output=True,
                           text=True, cwd=cwd, env=env, timeout=300)
 
 
@@ -60,7 +60,7 @@ def test_run_with_a_user_model_writes_results(tmp_path):
                         "--repeat", "1", "--no-calibrate", "--output", str(out),
                         cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr
-    from harness.results import read
+    from persistbench.results.schema import read
 
     cells = read(out)["cells"]
     assert {c["format"] for c in cells} == {"pickle", "skops"}
@@ -89,7 +89,7 @@ CTRL_C_AS_THE_FORKSERVER_SPAWNS = """
 import os, signal, sys, time
 import numpy  # its BLAS worker threads exist in a real run: a Ctrl-C may land on one
 from multiprocessing import util
-from harness import runner
+from persistbench.schedule import children
 
 spawn = util.spawnv_passfds
 
@@ -101,7 +101,7 @@ def spawn_then_ctrl_c(exe, args, fds):
 
 util.spawnv_passfds = spawn_then_ctrl_c
 try:
-    runner.context()
+    children.context()
     time.sleep(2)  # the thread that took the signal may set Python's flag a moment later
 except KeyboardInterrupt:
     sys.exit(130)
@@ -141,7 +141,7 @@ def test_ctrl_c_in_the_first_seconds_is_one_line(tmp_path, moment):
     import time
 
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--models", "logreg", "--no-calibrate",
+        [sys.executable, "-m", "persistbench", "run", "--models", "logreg", "--no-calibrate",
          "--output", str(tmp_path / "r.json")], cwd=tmp_path, stdout=subprocess.PIPE,
         stderr=subprocess.PIPE, text=True, start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))

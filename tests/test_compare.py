@@ -15,7 +15,8 @@ import sys
 import html5lib
 import pytest
 
-from harness.report.compare import Comparison, compare, measures, smallest_flaggable
+from persistbench.report.compare import Comparison, compare, measures
+from persistbench.report.compare_output import smallest_flaggable
 
 LOAD = "roundtrip/kneighbors/small/pickle-p5"
 SIZE = "roundtrip/kneighbors/small/skops"
@@ -188,7 +189,7 @@ def test_across_machines_times_are_normalised_by_bandwidth(pair):
 
 
 def test_figures_taken_with_different_methods_are_shown_not_ratioed(pair):
-    from harness import methods
+    from persistbench.measure import methods
 
     a, b = pair
     a["run"]["methods"] = methods.methods(methods.probe())
@@ -211,7 +212,7 @@ def test_figures_taken_with_different_methods_are_shown_not_ratioed(pair):
 
 
 def _cli(*argv: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", "compare", *argv],
+    return subprocess.run([sys.executable, "-m", "persistbench", "compare", *argv],
                           capture_output=True, text=True, timeout=120)
 
 

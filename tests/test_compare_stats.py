@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from scipy.stats import norm
 
-from harness.report.compare_stats import (
+from persistbench.report.compare_stats import (
     Evidence,
     bootstrap_medians,
     common_factor,

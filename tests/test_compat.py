@@ -13,12 +13,14 @@ import pickle
 import numpy as np
 import pytest
 
-from harness import cli, env_server
-from harness import version_envs as compat
-from harness.experiments import Cell, StepContext
-from harness.experiments import compat as experiment
-from harness.models import UsageError
-from harness.results import read
+from persistbench.commands import main as cli
+from persistbench.envs import builder as compat
+from persistbench.envs import server as env_server
+from persistbench.experiments import Cell, StepContext
+from persistbench.experiments import compat as experiment
+from persistbench.results.schema import read
+from persistbench.results.vocabulary import outcome_matrix
+from persistbench.sources.models import UsageError
 
 FORMATS = ("pickle", "skops")
 
@@ -223,7 +225,7 @@ def test_matrix_of_two_versions(tmp_path, monkeypatch, two_versions):
         assert a in warned["warning_text"] and b in warned["warning_text"]
     sources = {e["sklearn"]: e["source"] for e in data["run"]["compat_environments"]}
     assert sources[installed] == "harness" and sources[older] in ("built", "cached")
-    matrix = experiment.outcome_matrix(data["cells"])
+    matrix = outcome_matrix(data["cells"])
     assert set(matrix) == set(FORMATS)
     assert sum(sum(c.values()) for c in matrix["pickle"].values()) == 4
     assert list((tmp_path / "reports").glob("*/index.html"))

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from test_browser import headless, is_blank
 
-from harness import methods
-from harness.machine import LABEL_VAR
+from persistbench.measure import methods
+from persistbench.measure.machine import LABEL_VAR
 
 MACHINES = {"box-a": {}, "box-b": {}, "mac-sim": {methods.SIMULATE_VAR: "darwin"}}
 
@@ -26,14 +26,14 @@ def three_machines(tmp_path_factory) -> tuple[Path, list[Path]]:
     for label, extra in MACHINES.items():
         out = work / f"{label}.json"
         done = subprocess.run(
-            [sys.executable, "-m", "harness", "run", "--models", "logreg,kneighbors",
+            [sys.executable, "-m", "persistbench", "run", "--models", "logreg,kneighbors",
              "--formats", "pickle-p5,joblib", "--repeat", "2", "--starts", "0",
              "--output", str(out)],
             cwd=work, capture_output=True, text=True, timeout=900,
             env={**env, LABEL_VAR: label, **extra})
         assert done.returncode == 0, done.stderr[-2000:]
         files.append(out)
-    done = subprocess.run([sys.executable, "-m", "harness", "report", *map(str, files),
+    done = subprocess.run([sys.executable, "-m", "persistbench", "report", *map(str, files),
                            "--only", "--output", str(work / "site")], cwd=work,
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]

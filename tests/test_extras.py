@@ -6,8 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness import cli, extras
-from harness.formats import FORMATS, Unsupported
+from persistbench.commands import main as cli
+from persistbench.commands.options import report_after_run
+from persistbench.sources import extras
+from persistbench.sources.formats import FORMATS, Unsupported
 
 
 @pytest.fixture
@@ -35,7 +37,7 @@ def test_an_onnx_cell_without_the_stack_is_unsupported_naming_the_extra(tmp_path
 def test_measuring_without_the_report_extra_says_how_to_get_the_page(tmp_path, without,
                                                                     capsys):
     without("report")
-    assert cli._report_after_run(tmp_path / "results.json") == 0
+    assert report_after_run(tmp_path / "results.json") == 0
     err = capsys.readouterr().err
     assert "persistbench[report]" in err and "persistbench report" in err
     assert cli.main(["report", str(tmp_path / "results.json")]) == 2

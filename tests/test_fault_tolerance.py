@@ -1,7 +1,7 @@
 """A real `persistbench run`, killed with SIGKILL at several points and resumed each time.
 
-After every kill the results file must be valid (harness.results.read validates it against
-the schema); at the end every planned cell must be there exactly once, and every cell
+After every kill the results file must be valid (persistbench.results.schema.read validates it
+against the schema); at the end every planned cell must be there exactly once, and every cell
 recorded before a kill must be unchanged (kept, not measured again). The security
 experiment is used because its cells need no trained model, so each run is short.
 """
@@ -17,15 +17,15 @@ from pathlib import Path
 
 import pytest
 
-from harness.experiments import security
-from harness.formats import FORMATS
-from harness.results import ResultsError, read
+from persistbench.experiments import security
+from persistbench.results.schema import ResultsError, read
+from persistbench.sources.formats import FORMATS
 
 KILL_AFTER_CELLS = (0, 3, 7)  # 0: as soon as the file exists
 
 
 def _start(out: Path, resume: bool) -> subprocess.Popen:
-    argv = [sys.executable, "-m", "harness", "run", "--experiments", "security",
+    argv = [sys.executable, "-m", "persistbench", "run", "--experiments", "security",
             "--no-calibrate", "--timeout", "60", "--output", str(out)]
     return subprocess.Popen(argv + (["--resume"] if resume else []), cwd=out.parent,
                             start_new_session=True, stdout=subprocess.DEVNULL,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import run_plan
 
-from harness.experiments import footprint
+from persistbench.experiments import footprint
 
 FIELDS = ("import_s", "load_s", "first_predict_s", "rss_after_predict_bytes")
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.formats import FORMATS, register
+from persistbench.sources.formats import FORMATS, register
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +21,7 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "persistbench", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600)
 
 

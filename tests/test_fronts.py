@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import fronts
-from harness.experiments import Cell
-from harness.formats import FORMATS
-from harness.models import MODELS, UsageError
-from harness.profiles import PROFILES, from_env
-from harness.runner import measure_cell
+from persistbench.experiments import Cell
+from persistbench.schedule import fronts
+from persistbench.schedule.profiles import PROFILES, from_env
+from persistbench.schedule.runner import measure_cell
+from persistbench.sources.formats import FORMATS
+from persistbench.sources.models import MODELS, UsageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,8 +214,8 @@ def test_pytest_benchmark_suite_refuses_an_unknown_profile():
 
 
 def test_report_renders_from_the_pytest_benchmark_json(pytest_benchmark_json, tmp_path):
-    from harness.importers import read_any
-    from harness.report.html import write_reports
+    from persistbench.report.html import write_reports
+    from persistbench.results.importers import read_any
 
     [data] = read_any(pytest_benchmark_json)
     [cell] = data["cells"]

@@ -9,9 +9,9 @@ import pytest
 from asv.results import Results
 from asv.runner import BenchmarkResult
 
-from harness.importers import read_any
-from harness.report.data import load
-from harness.results import ResultsError, write_atomic
+from persistbench.report.data import load
+from persistbench.results.importers import read_any
+from persistbench.results.schema import ResultsError, write_atomic
 
 ASV_PARAMS = [["'logreg'", "'custom_code'"], ["'small'"], ["'pickle'"]]
 MACHINE = {"arch": "aarch64", "cpu": "Neoverse-N1", "machine": "box", "num_cpu": "4",

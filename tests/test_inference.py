@@ -7,8 +7,8 @@ import pytest
 from conftest import run_plan
 from sklearn.linear_model import LogisticRegression
 
-from harness.experiments import inference
-from harness.formats import convert_to_onnx, onnx_session
+from persistbench.experiments import inference
+from persistbench.sources.formats import convert_to_onnx, onnx_session
 
 
 def test_fidelity_finds_a_planted_difference():
@@ -122,7 +122,7 @@ def test_cells_ok_for_a_convertible_model_unsupported_with_the_converters_messag
 
 def test_fidelity_outputs_in_chunks_equal_one_batch(tiny):
     est, session, X = tiny
-    from harness.formats import FORMATS, predict
+    from persistbench.sources.formats import FORMATS, predict
 
     for fmt, obj in ((FORMATS["pickle"], est), (FORMATS["onnx"], session)):
         whole, chunked = predict(fmt, obj, X), inference.predict_in_chunks(fmt, obj, X, chunk=7)
@@ -134,7 +134,7 @@ def test_a_two_tree_forest_agrees_with_onnx_on_every_untied_row(tmp_path):
     """Two fully grown trees tie wherever they disagree: a classifier with known ties."""
     from sklearn.ensemble import RandomForestClassifier
 
-    from harness.formats import FORMATS, predict
+    from persistbench.sources.formats import FORMATS, predict
 
     rng = np.random.default_rng(0)
     X = rng.standard_normal((300, 4)).astype(np.float32)

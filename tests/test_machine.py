@@ -6,7 +6,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.machine import _cpu_model, _filesystem
+from persistbench.measure.machine import _cpu_model, _filesystem
 
 
 def test_the_filesystem_is_the_deepest_mount_holding_the_path(tmp_path):

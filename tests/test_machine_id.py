@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.machine import LABEL_VAR, fingerprint, machine_id
+from persistbench.measure.machine import LABEL_VAR, fingerprint, machine_id
 
 FP = {"hostname": "runner-7f3a9", "arch": "x86_64", "cpu_model": "AMD EPYC 7763 64-Core Processor",
       "cores_logical": 4, "ram_bytes": 16 * 2**30, "os": "Linux"}

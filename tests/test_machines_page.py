@@ -3,8 +3,13 @@ winner changes said in a sentence, and figures taken with different methods neve
 
 from __future__ import annotations
 
-from harness.report.data import MachineResults
-from harness.report.machines import cross_machine, efficiency, winner_changes, write_cross_machine
+from persistbench.report.data import MachineResults
+from persistbench.report.machines import (
+    cross_machine,
+    efficiency,
+    winner_changes,
+    write_cross_machine,
+)
 
 LINUX = {"peak_memory": "clear_refs-vmhwm", "cold_cache": "posix_fadvise-dontneed",
          "allocator": "default", "shared_memory": "pss"}

@@ -13,13 +13,15 @@ import pytest
 from conftest import run_plan
 from known_models import PLANTED_FIRST_LOAD_S, READER_BYTES
 
-from harness import measure, noise
-from harness.experiments import roundtrip
-from harness.formats import FORMATS
-from harness.machine import calibrate
-from harness.measure import PEAK_METHOD, evict_verified, resident_fraction
-from harness.models import resolve_spec, train_into_cache
-from harness.results import read
+from persistbench.experiments import roundtrip
+from persistbench.measure import noise
+from persistbench.measure import phases as measure
+from persistbench.measure.machine import calibrate
+from persistbench.measure.phases import PEAK_METHOD, evict_verified, resident_fraction
+from persistbench.results.schema import read
+from persistbench.sources.formats import FORMATS
+from persistbench.sources.models import train_into_cache
+from persistbench.sources.resolve import resolve_spec
 
 SHM = Path("/dev/shm")
 
@@ -153,7 +155,7 @@ def cells(run_file) -> dict:
 
 @pytest.mark.slow
 def test_the_run_records_its_allocator_and_noise_and_the_report_shows_them(run_file, tmp_path):
-    from harness.report.html import write_reports
+    from persistbench.report.html import write_reports
 
     run = read(run_file)["run"]
     assert run["allocator"]["name"] in ("default", "tuned")

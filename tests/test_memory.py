@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from known_models import ARRAY_BYTES
 
-from harness.experiments import Cell
-from harness.measure import PEAK_METHOD
-from harness.models import resolve_spec, train_into_cache
-from harness.runner import run_cell
+from persistbench.experiments import Cell
+from persistbench.measure.phases import PEAK_METHOD
+from persistbench.schedule.runner import run_cell
+from persistbench.sources.models import train_into_cache
+from persistbench.sources.resolve import resolve_spec
 
 MODEL = "known_models:array_holder"
 

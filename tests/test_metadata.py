@@ -8,8 +8,9 @@ from importlib.metadata import version
 import numpy as np
 import pytest
 
-from harness import cli, metadata
-from harness.models import UsageError
+from persistbench.commands import main as cli
+from persistbench.commands import sidecar as metadata
+from persistbench.sources.models import UsageError
 
 
 @pytest.fixture
@@ -63,7 +64,7 @@ def test_fingerprint_sees_values_dtype_and_shape():
 
 
 def test_serializer_versions_follow_the_format():
-    from harness.formats import FORMATS
+    from persistbench.sources.formats import FORMATS
 
     assert metadata.serializer_distributions(FORMATS["joblib-lz4"]) == ["joblib", "lz4"]
     assert metadata.serializer_distributions(FORMATS["onnx"]) == ["skl2onnx", "onnxruntime",
@@ -130,7 +131,7 @@ def test_save_command_for_a_zoo_model(tmp_path, capsys):
     assert sidecar["model"]["format"] == "skops"
     assert sidecar["versions"]["skops"] == version("skops")
     assert "logreg@small, seed 0" in sidecar["training_data"]["reference"]
-    assert sidecar["source"]["path"].endswith("harness/models.py")
+    assert sidecar["source"]["path"].endswith("harness/sources/models.py")
     assert sidecar["score"]["cv"]["mean"] == 0.9
 
 

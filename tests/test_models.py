@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.models import MODELS, UsageError, cache_key, resolve_spec, train_into_cache
+from persistbench.sources.models import MODELS, UsageError, cache_key, train_into_cache
+from persistbench.sources.resolve import resolve_spec
 
 
 def test_zoo_covers_the_families():

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from conftest import run_plan
 
-from harness.experiments import roundtrip
-from harness.passes import add_pass, passes_done, pool_workers, split_passes
-from harness.results import read
-from harness.runner import RunOptions, run
+from persistbench.experiments import roundtrip
+from persistbench.results.passes import add_pass, passes_done, pool_workers, split_passes
+from persistbench.results.schema import read
+from persistbench.schedule.runner import RunOptions, run
 
 
 def _pass(load: list[float], peak: list[int], status: str = "ok", **extra) -> dict:
@@ -82,7 +82,7 @@ def test_runs_are_interleaved_and_resume_mid_pass(tmp_path, monkeypatch):
     parents: list[int] = []
     from multiprocessing import forkserver
 
-    import harness.runner as runner
+    import persistbench.schedule.runner as runner
 
     real = runner.run_cell
 
@@ -154,8 +154,8 @@ def test_a_cell_spreads_dump_and_load_over_its_workers(tmp_path):
 
 def test_each_pass_has_its_own_order_kept_on_resume(tmp_path):
     """Every cell once per pass, passes in different seeded orders, a resume keeps them."""
-    from harness.results import ResultsFile
-    from harness.runner import _pending
+    from persistbench.results.schema import ResultsFile
+    from persistbench.schedule.runner import _pending
 
     cells = roundtrip.plan(["logreg", "ridge", "svc", "mlp"], ["small"],
                            ["pickle", "joblib", "skops"], {"repeat": 1, "seed": 0})

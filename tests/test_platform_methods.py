@@ -9,8 +9,10 @@ import sys
 
 import pytest
 
-from harness import measure, methods
-from harness.cli import main
+from persistbench.commands.main import main
+from persistbench.measure import methods
+from persistbench.measure import phases as measure
+from persistbench.results import methods as recorded_methods
 
 
 @pytest.fixture
@@ -63,15 +65,15 @@ def test_an_unknown_simulation_is_refused(monkeypatch):
 
 
 def test_measure_families():
-    assert methods.families_of("load_peak_rss_bytes") == ("peak_memory", "allocator")
-    assert methods.families_of("load_cold_s") == ("cold_cache", "allocator")
-    assert methods.families_of("total_pss_bytes") == ("shared_memory", "allocator")
-    assert methods.families_of("load_s") == ("allocator",)
-    assert methods.families_of("file_bytes") == ()
+    assert recorded_methods.families_of("load_peak_rss_bytes") == ("peak_memory", "allocator")
+    assert recorded_methods.families_of("load_cold_s") == ("cold_cache", "allocator")
+    assert recorded_methods.families_of("total_pss_bytes") == ("shared_memory", "allocator")
+    assert recorded_methods.families_of("load_s") == ("allocator",)
+    assert recorded_methods.families_of("file_bytes") == ()
     linux = methods.methods(methods.probe())
     mac = methods.methods(methods.SIMULATED["darwin"])
-    assert set(methods.differing("load_peak_rss_bytes", linux, mac)) == {"peak_memory"}
-    assert methods.differing("file_bytes", linux, mac) == {}
+    assert set(recorded_methods.differing("load_peak_rss_bytes", linux, mac)) == {"peak_memory"}
+    assert recorded_methods.differing("file_bytes", linux, mac) == {}
 
 
 def test_windows_gets_one_line_and_the_cli_imports_without_resource(monkeypatch, capsys):
@@ -80,5 +82,6 @@ def test_windows_gets_one_line_and_the_cli_imports_without_resource(monkeypatch,
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Windows is not supported" in err
     done = subprocess.run([sys.executable, "-c", "import sys; sys.modules['resource'] = None; "
-                           "import harness.cli"], capture_output=True, text=True, timeout=120)
+                           "import persistbench.commands.main"], capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0, done.stderr[-1500:]

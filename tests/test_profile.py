@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from harness.cli import main
-from harness.profile import find_profiles, profile
+from persistbench.commands.main import main
+from persistbench.commands.profile import profile
+from persistbench.results.flamegraphs import find_profiles
 
 
 def test_profile_of_a_dump_writes_capture_flamegraph_and_peak(quick_results, tmp_path, capsys):
@@ -60,8 +61,8 @@ def test_bad_profile_arguments_exit_2(argv, tmp_path, capsys):
 
 
 def test_report_links_the_profiles_of_its_machine(quick_results, tmp_path):
-    from harness.report.html import write_reports
-    from harness.results import write_atomic
+    from persistbench.report.html import write_reports
+    from persistbench.results.schema import write_atomic
 
     results = tmp_path / "run.json"
     write_atomic(results, quick_results)

@@ -12,13 +12,13 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from harness.report.data import load
-from harness.report.guide import guide
-from harness.report.html import render_report, write_reports
-from harness.report.values import plain
-from harness.report.views import VIEWS
-from harness.results import read
-from harness.units import human_bytes, human_seconds
+from persistbench.report.blocks import VIEWS
+from persistbench.report.data import load
+from persistbench.report.guide import guide
+from persistbench.report.html import render_report, write_reports
+from persistbench.report.values import plain
+from persistbench.results.schema import read
+from persistbench.results.units import human_bytes, human_seconds
 
 SVG = "{http://www.w3.org/2000/svg}svg"
 
@@ -57,7 +57,7 @@ def external_resources(path: Path) -> list[str]:
 
 
 def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "persistbench", *argv], capture_output=True,
                           text=True, cwd=cwd, timeout=300)
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from harness.report.data import with_siblings
-from harness.results import SCHEMA
+from persistbench.report.data import with_siblings
+from persistbench.results.schema import SCHEMA
 
 
 def test_siblings_are_results_files_of_the_same_machine_only(tmp_path):

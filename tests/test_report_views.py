@@ -14,13 +14,13 @@ from pathlib import Path
 import html5lib
 import pytest
 
-from harness import version_envs as compat
-from harness.report import charts
-from harness.results import read
+from persistbench.envs import builder as compat
+from persistbench.report import charts
+from persistbench.results.schema import read
 
 
 def run(*argv: str, cwd: Path) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "harness", *argv], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "persistbench", *argv], capture_output=True,
                           text=True, cwd=cwd, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return done

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from harness.results import ResultsError, read, validate, write_atomic
+from persistbench.results.schema import ResultsError, read, validate, write_atomic
 
 
 def test_real_run_validates(quick_results):

@@ -11,8 +11,8 @@ import pytest
 from conftest import run_plan
 from sklearn.linear_model import LogisticRegression
 
-from harness.experiments import robustness
-from harness.runner import run_child
+from persistbench.experiments import robustness
+from persistbench.schedule.children import run_child
 
 
 class Sleeps:

@@ -6,11 +6,11 @@ import os
 
 import pytest
 
-from harness.experiments import Cell
-from harness.experiments.roundtrip import StepContext, artefact
-from harness.formats import FORMATS
-from harness.models import MODELS
-from harness.runner import run_cell
+from persistbench.experiments import Cell
+from persistbench.experiments.roundtrip import StepContext, artefact
+from persistbench.schedule.runner import run_cell
+from persistbench.sources.formats import FORMATS
+from persistbench.sources.models import MODELS
 
 PYTHON_FORMATS = [f for f, fmt in FORMATS.items() if fmt.needs_python_object]
 PLAIN_MODELS = [m for m, spec in MODELS.items() if "custom-code" not in spec.tags]
@@ -69,7 +69,8 @@ def test_protocols_and_skops_types_are_recorded(quick_results):
 @pytest.mark.parametrize("fmt", ["pickle", "joblib-lzma", "skops", "onnx"])
 def test_file_bytes_is_the_file_on_disk(tmp_path, fmt):
     cell = Cell("roundtrip", "logreg", "small", fmt, options={"repeat": 1, "seed": 0, "starts": 0})
-    from harness.models import resolve_spec, train_into_cache
+    from persistbench.sources.models import train_into_cache
+    from persistbench.sources.resolve import resolve_spec
 
     train_into_cache(resolve_spec("logreg"), "small", 0)
     record = run_cell(cell, tmp_path, timeout_s=120)

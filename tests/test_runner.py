@@ -8,7 +8,7 @@ import os
 import pytest
 from conftest import run_plan
 
-from harness.experiments import roundtrip
+from persistbench.experiments import roundtrip
 
 
 @pytest.mark.slow
@@ -57,11 +57,12 @@ def test_ctrl_c_keeps_what_was_measured(tmp_path):
     import sys
     import time
 
-    from harness.results import read
+    from persistbench.results.schema import read
 
     out = tmp_path / "r.json"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "harness", "run", "--models", "logreg,ridge,svc", "--repeat", "1",
+        [sys.executable, "-m", "persistbench", "run", "--models", "logreg,ridge,svc",
+         "--repeat", "1",
          "--starts", "0", "--no-calibrate", "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         # A job started in the background of a shell inherits SIGINT ignored; a user's

@@ -10,8 +10,8 @@ import os
 import pytest
 from conftest import run_plan
 
-from harness.experiments import security
-from harness.formats import FORMATS
+from persistbench.experiments import security
+from persistbench.sources.formats import FORMATS
 
 FORMATS_TRIED = ["pickle", "joblib-lz4", "cloudpickle", "skops", "onnx"]
 

@@ -8,9 +8,8 @@ import joblib
 import numpy as np
 import pytest
 
-from harness import serving
-from harness.experiments import sharing
-from harness.serving import save_input
+from persistbench.experiments import serving, sharing
+from persistbench.experiments.serving import save_input
 
 ARRAY_BYTES = 200 * 2**20
 HOLDER = '''

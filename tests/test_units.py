@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness.units import human_bytes, human_seconds
+from persistbench.results.units import human_bytes, human_seconds
 
 
 @pytest.mark.parametrize("value, text", [

@@ -6,7 +6,7 @@ import io
 
 from rich.console import Console
 
-from harness.report.verdict import NEEDS, render_terminal, verdict
+from persistbench.report.verdict import NEEDS, render_terminal, verdict
 
 
 def stats(median: float, spread: float = 0.0) -> dict:

@@ -1,6 +1,7 @@
 """pytest-benchmark suite of persistbench: `pytest benchmarks/pytest --benchmark-only`.
 
-The same front as the asv suites (`harness.fronts`), timed by pytest-benchmark instead. The
+The same front as the asv suites (`persistbench.schedule.fronts`), timed by pytest-benchmark
+instead. The
 grid follows PERSISTBENCH_PROFILE (quick, default, large; unset: quick). This directory has
 no `__init__.py`, so asv, which imports `benchmarks/` as its package, never collects it, and
 the project's `pytest` run (testpaths: tests) never collects it either.
@@ -13,11 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from harness.models import UsageError
+from persistbench.sources.models import UsageError
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    from harness.profiles import from_env
+    from persistbench.schedule.profiles import from_env
 
     try:
         from_env()
@@ -27,10 +28,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 def pytest_benchmark_update_machine_info(config: pytest.Config, machine_info: dict) -> None:
     """The harness's own fingerprint, so the JSON converts into a results file unchanged."""
-    from harness import __version__
-    from harness.machine import describe
-    from harness.measure import PEAK_METHOD
-    from harness.profiles import from_env
+    from persistbench import __version__
+    from persistbench.measure.machine import describe
+    from persistbench.measure.phases import PEAK_METHOD
+    from persistbench.schedule.profiles import from_env
 
     machine_info["persistbench"] = {
         "machine": describe(Path(tempfile.gettempdir())),  # fingerprint + calibration

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness import fronts
-from harness.formats import FORMATS
-from harness.measure import cold_cache_supported, evict_from_page_cache
+from persistbench.measure.phases import cold_cache_supported, evict_from_page_cache
+from persistbench.schedule import fronts
+from persistbench.sources.formats import FORMATS
 
 GRID = fronts.grid()
 CELLS = pytest.mark.parametrize(("model", "size", "fmt"), GRID.cells())

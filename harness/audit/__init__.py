@@ -4,9 +4,9 @@ Nothing from the file is executed, imported or called. The file is read the way 
 loader would read it (`pickle.load`, `joblib.load` with its own compression detection,
 `zipfile` for skops, protobuf for ONNX), never by its name or by trusting its first bytes
 alone; what any of them would import or call is judged against an exact allow-list
-generated from what scikit-learn, numpy and scipy pickle (`harness.audit.allowlist`).
+generated from what scikit-learn, numpy and scipy pickle (`persistbench.audit.allowlist`).
 Readings that disagree, data after the end and archives found inside other data are
-findings; so is a file too large to audit within the budgets (`harness.audit.budget`).
+findings; so is a file too large to audit within the budgets (`persistbench.audit.budget`).
 Exit status: 0 nothing flagged, 1 flagged, 2 not a model file the audit understands.
 """
 
@@ -15,12 +15,12 @@ from __future__ import annotations
 import zipfile
 from pathlib import Path
 
-from harness.audit.archive import read_skops
-from harness.audit.budget import Budget
-from harness.audit.onnxfile import read_onnx
-from harness.audit.pickled import Reading, disagreement, read_joblib, read_pickle
-from harness.audit.policy import Finding
-from harness.audit.report import AuditReport, Unreadable, render
+from persistbench.audit.archive import read_skops
+from persistbench.audit.budget import Budget
+from persistbench.audit.onnxfile import read_onnx
+from persistbench.audit.pickled import Reading, disagreement, read_joblib, read_pickle
+from persistbench.audit.policy import Finding
+from persistbench.audit.report import AuditReport, Unreadable, render
 
 __all__ = ["AuditReport", "Budget", "Finding", "Unreadable", "audit", "render"]
 

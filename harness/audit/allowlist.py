@@ -1,6 +1,6 @@
 """Regenerate `allowlist.json`: what the installed scikit-learn, numpy and scipy pickle.
 
-    python -m harness.audit.allowlist            (or: persistbench audit --regenerate-allowlist)
+    python -m persistbench.audit.allowlist     (or: persistbench audit --regenerate-allowlist)
 
 Every estimator `sklearn.utils.all_estimators()` lists is built the way scikit-learn's own
 common tests build it, fitted on small data (classification, then regression, then
@@ -31,9 +31,9 @@ from itertools import chain
 from pathlib import Path
 from typing import Any
 
-from harness.audit.opcodes import Source, StreamError
-from harness.audit.policy import ALLOWLIST_FILE, DANGEROUS, DANGEROUS_BUILTINS, SHAPES
-from harness.audit.walker import PickleWalk, walk_stream
+from persistbench.audit.opcodes import Source, StreamError
+from persistbench.audit.policy import ALLOWLIST_FILE, DANGEROUS, DANGEROUS_BUILTINS, SHAPES
+from persistbench.audit.walker import PickleWalk, walk_stream
 
 PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
 FIT_TIMEOUT_S = 20  # an option too slow on small data (some solvers) is skipped
@@ -214,7 +214,7 @@ def _skops(obj: Any, names: dict, loaders: set) -> None:
 
     import skops.io as sio
 
-    from harness.audit.archive import _schema_nodes
+    from persistbench.audit.archive import _schema_nodes
 
     with zipfile.ZipFile(io.BytesIO(sio.dumps(obj))) as archive:
         schema = json.loads(archive.read("schema.json"))
@@ -283,7 +283,7 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
         if not _reviewed((module, name)):
             table.setdefault(module, {})[name] = sorted(uses)
     result = {
-        "command": "python -m harness.audit.allowlist",
+        "command": "python -m persistbench.audit.allowlist",
         "generated_with": {"python": platform.python_version(), "numpy": np.__version__,
                            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
                            "joblib": joblib.__version__, "cloudpickle": cloudpickle.__version__,

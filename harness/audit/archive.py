@@ -16,8 +16,8 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from harness.audit.budget import Budget
-from harness.audit.policy import PARTIAL, SHAPES, Finding, allowlist, classify
+from persistbench.audit.budget import Budget
+from persistbench.audit.policy import PARTIAL, SHAPES, Finding, allowlist, classify
 
 LOADER = "skops.io.load"
 MEMBER = re.compile(r"^[0-9]+\.(npy|npz)$")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.audit.budget import Budget
-from harness.audit.policy import Finding
-from harness.audit.report import AuditReport, Unreadable
+from persistbench.audit.budget import Budget
+from persistbench.audit.policy import Finding
+from persistbench.audit.report import AuditReport, Unreadable
 
 LOADER = "onnxruntime"
 ONNX_DOMAINS = {"", "ai.onnx", "ai.onnx.ml", "ai.onnx.preview.training", "com.microsoft"}

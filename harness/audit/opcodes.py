@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
-from harness.audit.budget import BudgetExceeded
+from persistbench.audit.budget import BudgetExceeded
 
 INLINE_LIMIT = 4096  # longer byte/string arguments are skipped, not kept
 MAX_LINE = 1 << 16

@@ -15,10 +15,10 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.audit.budget import Budget, BudgetExceeded
-from harness.audit.opcodes import OPCODE_BYTES, Source, StreamError
-from harness.audit.policy import Finding
-from harness.audit.walker import PickleWalk, walk_stream
+from persistbench.audit.budget import Budget, BudgetExceeded
+from persistbench.audit.opcodes import OPCODE_BYTES, Source, StreamError
+from persistbench.audit.policy import Finding
+from persistbench.audit.walker import PickleWalk, walk_stream
 
 STREAM_ERRORS = (StreamError, EOFError, OSError, lzma.LZMAError, zlib.error, RuntimeError,
                  ValueError)

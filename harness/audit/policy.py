@@ -1,6 +1,6 @@
 """What a model file may import, judged against an exact, generated allow-list.
 
-The list (`allowlist.json`, written by `python -m harness.audit.allowlist`) holds the
+The list (`allowlist.json`, written by `python -m persistbench.audit.allowlist`) holds the
 (module, qualified name) pairs that the installed scikit-learn, numpy and scipy really
 pickle, each with how it is used: called while loading (`call`) or only stored as a value
 (`value`). Anything else is flagged with its name; so is calling a name the list only knows

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.audit.policy import Finding
+from persistbench.audit.policy import Finding
 
 
 class Unreadable(Exception):

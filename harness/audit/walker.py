@@ -15,9 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.audit.budget import Budget
-from harness.audit.opcodes import Large, Source, StreamError, read_opcodes
-from harness.audit.policy import (
+from persistbench.audit.budget import Budget
+from persistbench.audit.opcodes import Source, StreamError, read_opcodes
+from persistbench.audit.policy import (
     CALL,
     PARTIAL,
     SHAPES,
@@ -27,6 +27,7 @@ from harness.audit.policy import (
     classify,
     resolve,
 )
+from persistbench.audit.symbols import Built, Opaque, Ref, SymDict, describe, shipped_in
 
 JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
 # reconstructors whose first argument is the class they instantiate
@@ -41,90 +42,6 @@ SHIPPED_MAKERS = {"_make_function", "_make_skeleton_class", "_make_skeleton_enum
 # `_builtin_type(name)` returns `types.<name>`; calling these builds code, not runs it
 BUILT_TYPES = {"CodeType", "FunctionType", "CellType", "ModuleType", "MappingProxyType",
                "SimpleNamespace"}
-SCAN_DEPTH = 4
-
-
-@dataclass(eq=False)
-class Ref:
-    """A global the unpickler imports, name already resolved."""
-
-    module: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.module}.{self.name}"
-
-    @property
-    def key(self) -> tuple[str, str]:
-        return self.module, self.name
-
-
-@dataclass(eq=False)
-class Built:
-    """What the unpickler gets by calling `func`; `shipped` if it holds code from the file.
-    Arguments are kept only where a later check needs them (dtypes, reviewed shapes)."""
-
-    func: Any
-    args: Any = None
-    state: Any = None
-    shipped: bool = False
-    built: bool = False
-    cls: Any = None  # the class instantiated: `func`, or the class given to a reconstructor
-
-    def __post_init__(self):
-        if self.cls is None:
-            self.cls = self.func
-
-    @property
-    def of(self) -> tuple[str, str] | None:
-        """(module, name) of the class made, when it is a named global."""
-        return self.cls.key if isinstance(self.cls, Ref) else None
-
-    def __str__(self) -> str:
-        return f"{describe(self.func)}(…)"
-
-
-class Opaque:
-    """A value the walk does not model (a persistent id, an extension code)."""
-
-    def __str__(self) -> str:
-        return "<opaque>"
-
-
-class SymDict:
-    """A dict with possibly unhashable symbolic keys, kept as pairs (last one wins)."""
-
-    def __init__(self, pairs: list | None = None):
-        self.pairs = pairs or []
-
-    def get(self, key: str, default=None):
-        for k, v in reversed(self.pairs):
-            if isinstance(k, str) and k == key:
-                return v
-        return default
-
-    def duplicated(self) -> bool:
-        keys = [k for k, _ in self.pairs if isinstance(k, str)]
-        return len(keys) != len(set(keys))
-
-
-def describe(value: Any) -> str:
-    if isinstance(value, Ref | Built | Opaque | Large):
-        return str(value)
-    return type(value).__name__
-
-
-def _shipped_in(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, Built):
-        return value.shipped
-    if depth >= SCAN_DEPTH:
-        return False
-    if isinstance(value, tuple | list):
-        return any(_shipped_in(v, depth + 1) for v in value[:64])
-    if isinstance(value, SymDict):
-        return any(_shipped_in(k, depth + 1) or _shipped_in(v, depth + 1)
-                   for k, v in value.pairs[:64])
-    return False
 
 
 @dataclass
@@ -180,7 +97,7 @@ class PickleWalk:
         if func.module in CLOUDPICKLE:
             self.cloudpickle = True
             return self._cloudpickle_call(func, args, pos)
-        if _shipped_in(args):
+        if shipped_in(args):
             self.flag("shipped-code", str(func),
                       f"code shipped in the file is passed to {func}, which may run it", pos)
         if func.key == PARTIAL:
@@ -215,7 +132,7 @@ class PickleWalk:
                 self.flag("shipped-code", f"{func}({describe(meta)})",
                           "class built with a metaclass other than `type`: its code runs "
                           "when the class is made", pos)
-            if _shipped_in(bases):
+            if shipped_in(bases):
                 self.flag("shipped-code", str(func), "class derived from a class shipped in "
                           "the file: the base's code runs when it is made", pos)
         elif name in ("_function_setstate", "_class_setstate"):
@@ -224,7 +141,7 @@ class PickleWalk:
                 self.flag("shipped-code", f"{func}({describe(target)})",
                           "changes a function or class that is not shipped in the file "
                           "(an imported one): its code can be swapped", pos)
-        elif name not in SHIPPED_RECEIVERS and _shipped_in(args):
+        elif name not in SHIPPED_RECEIVERS and shipped_in(args):
             self.flag("shipped-code", str(func),
                       f"code shipped in the file is passed to {func}, which may run it", pos)
         keep = args if name == "_builtin_type" else None
@@ -256,7 +173,7 @@ class PickleWalk:
     def _check_partial_state(self, target: Built, state: Any, pos: int) -> None:
         wrapped = target.args[0] if isinstance(target.args, tuple) and target.args else None
         ok = (isinstance(state, tuple) and len(state) == 4 and state[0] is wrapped
-              and isinstance(state[1], tuple) and not _shipped_in(state[1])
+              and isinstance(state[1], tuple) and not shipped_in(state[1])
               and (state[2] is None or (isinstance(state[2], SymDict)
                    and all(isinstance(k, str) for k, _ in state[2].pairs)))
               and (state[3] is None or (isinstance(state[3], SymDict) and not state[3].pairs)))

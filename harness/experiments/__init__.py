@@ -16,12 +16,13 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from harness.results import cell_id
+from persistbench.results.schema import cell_id
 
 EXPERIMENT_MODULES = ("roundtrip", "compat", "sharing", "inference", "footprint", "security",
                       "robustness")
@@ -60,6 +61,10 @@ class StepContext:
     first_measurement: float | None = None
     worker: int = 0  # which of the step's `workers` processes this is
     workers: int = 1
+    # The scheduler's `run_child(target, args, result_path, timeout_s) -> outcome`, for a step
+    # that must run something in a further child (a load that may crash or hang); given by
+    # the worker, so an experiment never imports the scheduler.
+    run_child: Callable[..., dict] | None = None
 
     def share(self, count: int) -> int:
         """This worker's share of `count` samples (at least one each)."""
@@ -67,7 +72,8 @@ class StepContext:
 
     def load_model(self) -> tuple[Any, Any]:
         """The cached fitted model: trained in another process, read here, not measured."""
-        from harness.models import load_cached, resolve_spec
+        from persistbench.sources.models import load_cached
+        from persistbench.sources.resolve import resolve_spec
 
         spec = resolve_spec(self.cell.model)
         return load_cached(spec, self.cell.size, int(self.cell.options.get("seed", 0)))
@@ -79,7 +85,7 @@ class StepContext:
 
 def experiment(name: str) -> ModuleType:
     if name not in EXPERIMENT_MODULES:
-        from harness.models import UsageError
+        from persistbench.sources.models import UsageError
 
         raise UsageError(f"unknown experiment {name!r}; valid: {', '.join(EXPERIMENT_MODULES)}")
-    return importlib.import_module(f"harness.experiments.{name}")
+    return importlib.import_module(f"persistbench.experiments.{name}")

@@ -10,9 +10,9 @@ whenever that observation was made; it is `unsupported` when A cannot save the m
 format and `error` when an environment is missing or the harness itself failed.
 
 Functions named `*_in_env` run inside the other environments (built by
-`harness.version_envs`), each in a child forked by that environment's preloaded server
-(`harness.env_server`): they import only `harness.formats`, `harness.models` and what the
-model needs.
+`persistbench.envs.builder`), each in a child forked by that environment's preloaded server
+(`persistbench.envs.server`): they import only `persistbench.sources.formats`,
+`persistbench.sources.models` and what the model needs.
 """
 
 from __future__ import annotations
@@ -23,17 +23,15 @@ import importlib
 import json
 import signal
 import warnings
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-from harness.experiments import Cell, StepContext
-from harness.formats import FORMATS, Unsupported, describe_exception, predict
+from persistbench.experiments import Cell, StepContext
+from persistbench.sources.formats import FORMATS, Unsupported, describe_exception, predict
 
 NAME = "compat"
 DESCRIPTION = "save with scikit-learn A, load with B: ok, warning, error, crash or differs"
-OUTCOMES = ("ok", "warning", "differs", "error", "crash")
 MANIFEST = "saved.json"
 # Imported before warnings are recorded, so a loader's import-time deprecation notices are
 # not mistaken for something the load itself said.
@@ -56,10 +54,10 @@ class EnvironmentUnavailable(RuntimeError):
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
     """Every ordered pair of versions, including A->A (the baseline every other cell is read
-    against). Options carry the environments (`harness.version_envs.Environment.as_dict()`,
-    with the socket of each one's server added by `harness.env_server.running`)."""
+    against). Options carry the environments (`persistbench.envs.builder.Environment.as_dict()`,
+    with the socket of each one's server added by `persistbench.envs.server.running`)."""
     if "environments" not in options:
-        from harness.models import UsageError
+        from persistbench.sources.models import UsageError
 
         raise UsageError("the compat experiment needs one environment per scikit-learn "
                          "version: run it with `persistbench compat`")
@@ -102,8 +100,8 @@ def saved_dir(cell: Cell, saved_with: str) -> Path:
 
 def dump_step(ctx: StepContext) -> dict:
     """Make sure A has saved this model in this format; the file outlives the cell."""
-    from harness.env_server import request
-    from harness.results import write_atomic
+    from persistbench.envs.server import request
+    from persistbench.results.schema import write_atomic
 
     cell = ctx.cell
     saved, _ = _pair(cell)
@@ -115,7 +113,7 @@ def dump_step(ctx: StepContext) -> dict:
         todo = [cell.format, *(f for f in cell.options["formats"]
                                if f not in entries and f != cell.format)]
         ctx.start_measuring()
-        proc = request(server, "harness.experiments.compat:save_in_env",
+        proc = request(server, "persistbench.experiments.compat:save_in_env",
                        {"model": cell.model, "size": cell.size,
                         "seed": int(cell.options.get("seed", 0)), "formats": todo,
                         "directory": str(directory)}, ctx.workdir)
@@ -141,9 +139,9 @@ def dump_step(ctx: StepContext) -> dict:
 def library_versions() -> dict:
     """The reported libraries' versions in this interpreter. Reading package metadata costs a
     quarter of a second, more than the load itself; an environment does not change during a
-    run, so its server computes them once, before it forks (`harness.env_server.WARM_UP`)."""
-    from harness.machine import package_versions
-    from harness.version_envs import REPORTED
+    run, so its server computes them once, before it forks (`persistbench.envs.server.WARM_UP`)."""
+    from persistbench.envs.builder import REPORTED
+    from persistbench.measure.machine import package_versions
 
     return package_versions(REPORTED)
 
@@ -162,8 +160,9 @@ def _save_outputs(path: Path, labels: np.ndarray, proba: np.ndarray | None) -> N
 def save_in_env(args: dict) -> None:
     """Inside A: train (through the model cache), save each format, and record what A itself
     predicts from each saved file. A format whose process dies stays marked `started`."""
-    from harness.models import load_cached, resolve_spec, train_into_cache
-    from harness.results import write_atomic
+    from persistbench.results.schema import write_atomic
+    from persistbench.sources.models import load_cached, train_into_cache
+    from persistbench.sources.resolve import resolve_spec
 
     directory = Path(args["directory"])
     directory.mkdir(parents=True, exist_ok=True)
@@ -202,7 +201,7 @@ def save_in_env(args: dict) -> None:
 def load_in_env(args: dict) -> None:
     """Inside B (a child forked from B's server, used for this file only): load A's file,
     predict, keep every warning raised."""
-    from harness.results import write_atomic
+    from persistbench.results.schema import write_atomic
 
     fmt = FORMATS[args["format"]]
     for module in [*LOADER_MODULES.get(fmt.library, ()), *args["modules"]]:
@@ -275,7 +274,7 @@ def classify(result: dict, comparison: dict | None) -> dict:
 
 
 def load_step(ctx: StepContext) -> dict:
-    from harness.env_server import request
+    from persistbench.envs.server import request
 
     cell = ctx.cell
     saved, loaded = _pair(cell)
@@ -284,7 +283,7 @@ def load_step(ctx: StepContext) -> dict:
     entry = json.loads((directory / MANIFEST).read_text())[cell.format]
     result_path, outputs = ctx.workdir / "loaded.json", ctx.workdir / "outputs.npz"
     ctx.start_measuring()
-    proc = request(server, "harness.experiments.compat:load_in_env",
+    proc = request(server, "persistbench.experiments.compat:load_in_env",
                    {"format": cell.format, "file": str(directory / entry["file"]),
                     "X": str(directory / "X.npy"), "modules": entry["modules"],
                     "result": str(result_path), "outputs": str(outputs)}, ctx.workdir)
@@ -310,53 +309,3 @@ STEPS = (dump_step, load_step)
 
 
 # ------------------------------------------------------------------------------ summary
-
-def outcome_label(cell: dict) -> str:
-    """The outcome of a measured cell; a cell without one (it could not be measured) is
-    named by its status in brackets (`[unsupported]`, `[error]`), so it is never mistaken
-    for a load that raised."""
-    return cell["outcome"] if cell["status"] == "ok" else f"[{cell['status']}]"
-
-
-def outcome_matrix(cells: list[dict]) -> dict[str, dict[tuple[str, str], Counter]]:
-    """format -> (saved with, loaded with) -> counts per `outcome_label`. Failed cells carry
-    no saved_with/loaded_with, so the pair is read from the variant "A->B"."""
-    matrix: dict[str, dict[tuple[str, str], Counter]] = {}
-    for cell in cells:
-        if cell["experiment"] != NAME:
-            continue
-        saved, loaded = cell["variant"].split("->")
-        pairs = matrix.setdefault(cell["format"], {})
-        pairs.setdefault((saved, loaded), Counter())[outcome_label(cell)] += 1
-    return matrix
-
-
-def print_matrix(data: dict, console=None) -> None:
-    """The environments (library versions, builder, build time), then one table per format:
-    rows saved with, columns loaded with, outcome counts inside."""
-    from rich.console import Console
-    from rich.markup import escape
-    from rich.table import Table
-
-    from harness.units import human_seconds
-
-    console = console or Console()
-    envs = data["run"].get("compat_environments") or []
-    if envs:
-        from harness.version_envs import REPORTED
-
-        table = Table("library", *(e["sklearn"] for e in envs), title="compat: environments")
-        for lib in REPORTED:
-            table.add_row(lib, *((e.get("packages") or {}).get(lib) or "-" for e in envs))
-        table.add_row("built by", *(e.get("builder") or e["source"] for e in envs))
-        table.add_row("build time", *(human_seconds(e.get("build_s")) for e in envs))
-        console.print(table)
-    for fmt, pairs in outcome_matrix(data["cells"]).items():
-        versions = list(dict.fromkeys(v for pair in pairs for v in pair))
-        table = Table("saved with \\ loaded with", *versions, title=f"compat: {fmt}")
-        for saved in versions:
-            row = [escape(", ".join(f"{k} {n}" for k, n in
-                                    sorted(pairs.get((saved, b), {}).items())) or "-")
-                   for b in versions]
-            table.add_row(saved, *row)
-        console.print(table)

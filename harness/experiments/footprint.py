@@ -2,8 +2,8 @@
 
 The scikit-learn guide says onnxruntime "typically requires much less RAM than Python to
 compute predictions from small models". Two minimal servers answer it per model, each a
-fresh interpreter (`harness.serving`), as a real server starts: one imports numpy and
-onnxruntime and loads the `.onnx` file, the other imports scikit-learn and loads the
+fresh interpreter (`persistbench.experiments.serving`), as a real server starts: one imports numpy
+and onnxruntime and loads the `.onnx` file, the other imports scikit-learn and loads the
 pickle (its unpickling imports the estimator's own modules, so that is part of its load).
 Both then predict one row (`first_predict_s`: labels only; `first_predict_proba_s`: then
 labels and probabilities) and hold still while their memory is read. Each server is
@@ -15,9 +15,9 @@ from __future__ import annotations
 import os
 import statistics
 
-from harness.experiments import Cell, StepContext
-from harness.formats import FORMATS
-from harness.serving import Server, save_input
+from persistbench.experiments import Cell, StepContext
+from persistbench.experiments.serving import Server, save_input
+from persistbench.sources.formats import FORMATS
 
 NAME = "footprint"
 DESCRIPTION = "fresh onnxruntime vs scikit-learn server: import, load, first predict, RSS"

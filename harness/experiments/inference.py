@@ -20,9 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from harness.experiments import Cell, StepContext
-from harness.experiments.roundtrip import compare_predictions
-from harness.formats import (
+from persistbench.experiments import Cell, StepContext
+from persistbench.experiments.roundtrip import compare_predictions
+from persistbench.sources.formats import (
     FORMATS,
     Unsupported,
     convert_to_onnx,

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from harness.experiments import Cell, StepContext
-from harness.formats import FORMATS, describe_exception, predict
-from harness.measure import cap_address_space
-from harness.results import write_atomic
+from persistbench.experiments import Cell, StepContext
+from persistbench.measure.phases import cap_address_space
+from persistbench.results.schema import write_atomic
+from persistbench.sources.formats import FORMATS, describe_exception, predict
 
 NAME = "robustness"
 DESCRIPTION = "truncated and bit-flipped files: clean exception, silent wrong load, identical, " \
@@ -168,7 +168,7 @@ def load_trial(fmt_name: str, path: str, workdir: str, reference: bool, as_limit
 # ---------------------------------------------------------------------- parent of the loads
 
 def classify(outcome: dict) -> tuple[str, str]:
-    """A child's ending (see `harness.runner.run_child`) as one of OUTCOMES, with detail."""
+    """A child's ending (see `StepContext.run_child`) as one of OUTCOMES, with detail."""
     status = outcome.get("status")
     if status == "timeout":
         return "hang", outcome.get("reason", "")
@@ -187,15 +187,13 @@ def _address_space_limit(file_bytes: int) -> int:
 
 
 def trials_step(ctx: StepContext) -> dict:
-    from harness.runner import run_child
-
     fmt = ctx.cell.format
     path = artefact(ctx)
     data = path.read_bytes()
     limit = _address_space_limit(len(data))
     trial_dir = ctx.workdir / "trials"
     trial_dir.mkdir(exist_ok=True)
-    baseline = run_child(load_trial, (fmt, str(path), str(ctx.workdir), True, limit,
+    baseline = ctx.run_child(load_trial, (fmt, str(path), str(ctx.workdir), True, limit,
                                       MAX_TRIAL_TIMEOUT_S * 5),
                          trial_dir / "reference.json", MAX_TRIAL_TIMEOUT_S * 5)
     if classify(baseline)[0] != "loaded_identical":
@@ -212,7 +210,7 @@ def trials_step(ctx: StepContext) -> dict:
     for index, (kind, label, damaged) in enumerate(corruptions(data, seed, bitflips)):
         damaged_path.write_bytes(damaged)
         result_path = trial_dir / f"trial{index}.json"
-        outcome, detail = classify(run_child(
+        outcome, detail = classify(ctx.run_child(
             load_trial, (fmt, str(damaged_path), str(ctx.workdir), False, limit, timeout),
             result_path, timeout))
         if outcome in ("crash", "hang") and last_words(result_path):

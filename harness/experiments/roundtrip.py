@@ -17,17 +17,17 @@ from pathlib import Path
 
 import numpy as np
 
-from harness.experiments import Cell, StepContext
-from harness.formats import FORMATS, Format, predict, predict_only
-from harness.measure import Phase, evict_verified, measure_phase, stats
-from harness.serving import Server, modules_for_loading, save_input
+from persistbench.experiments import Cell, StepContext
+from persistbench.experiments.serving import Server, modules_for_loading, save_input
+from persistbench.measure.phases import Phase, evict_verified, measure_phase, stats
+from persistbench.results.vocabulary import START_REPEATS
+from persistbench.sources.formats import FORMATS, Format, predict, predict_only
 
 NAME = "roundtrip"
 DESCRIPTION = "dump/load time (warm, cold), per-phase peak RSS, file size, prediction equality"
 DEFAULT_BUDGET_S = 30.0
 EXPECTED = "expected.pkl"  # X_eval and the original's outputs, for the load step
 START_ROW = "start_row"  # the one row a freshly started server predicts
-START_REPEATS = 3
 SPLIT_STEPS = ("dump_step", "load_step")  # their samples are spread over the cell's workers
 
 

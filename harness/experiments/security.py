@@ -4,7 +4,7 @@ Per format, a file is crafted that creates a harmless canary file in the cell's 
 directory if (and only if) its loader executes code from it. It is loaded in a child
 process that records Python audit events (imports resolved by the unpickler, exec/compile,
 process creation, files opened for writing); afterwards the canary's presence is the
-verdict. The same file goes through `harness.audit` first, without being loaded. skops is
+verdict. The same file goes through `persistbench.audit` first, without being loaded. skops is
 loaded the careful way (trusting nothing) and then the careless way (trusting every type
 `get_untrusted_types` lists). For ONNX a second file points its external data outside its
 own folder: does the runtime read it?
@@ -23,8 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from harness.experiments import Cell, StepContext
-from harness.formats import FORMATS, describe_exception
+from persistbench.experiments import Cell, StepContext
+from persistbench.sources.formats import FORMATS, describe_exception
 
 NAME = "security"
 DESCRIPTION = "crafted files: does loading run code (canary), loader message, audit events, " \
@@ -200,7 +200,7 @@ def artefact(ctx: StepContext) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------------- steps
 
 def craft_step(ctx: StepContext) -> dict:
-    from harness.audit import Unreadable, audit
+    from persistbench.audit import Unreadable, audit
 
     path, canary = artefact(ctx)
     description = craft(ctx.cell.format, ctx.cell.variant, path, canary)

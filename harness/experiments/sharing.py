@@ -5,7 +5,8 @@ the page cache. Whether it does depends on the estimator: one that copies its ar
 unpickling (a `__setstate__` that builds its own structures) gets a private copy anyway.
 So it is measured, per model, against plain `joblib` and `pickle` protocol 5.
 
-The servers are fresh interpreters (`harness.serving`), not forks of the forkserver: a fork
+The servers are fresh interpreters (`persistbench.experiments.serving`), not forks of the
+forkserver: a fork
 would share the forkserver's preloaded libraries with its siblings and hide their cost in
 PSS. A fresh interpreter pays for its own imports instead, so one more server of the same
 kind, which imports the same modules but loads nothing, runs beside them as the baseline;
@@ -17,10 +18,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from harness.experiments import Cell, StepContext
-from harness.formats import FORMATS
-from harness.measure import stats
-from harness.serving import Server, modules_for_loading, save_input
+from persistbench.experiments import Cell, StepContext
+from persistbench.experiments.serving import Server, modules_for_loading, save_input
+from persistbench.measure.phases import stats
+from persistbench.sources.formats import FORMATS
 
 NAME = "sharing"
 DESCRIPTION = "N processes serve one file: RSS/USS/PSS per process and in total, mmap or not"

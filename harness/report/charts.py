@@ -21,8 +21,8 @@ import matplotlib.pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from harness.formats import FORMATS
-from harness.report.values import Num
+from persistbench.report.values import Num
+from persistbench.sources.formats import FORMATS
 
 plt.rcParams.update({
     "svg.fonttype": "none",  # text stays text: smaller, selectable, searchable

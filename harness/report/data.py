@@ -13,8 +13,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.importers import read_any
-from harness.results import SCHEMA
+from persistbench.results.importers import read_any
+from persistbench.results.schema import SCHEMA
 
 
 @dataclass
@@ -52,7 +52,7 @@ def load(paths: list[Path]) -> list[MachineResults]:
     """Read and validate every input; one `MachineResults` per machine id, in argument order.
 
     An input is a results file, a pytest-benchmark JSON file or an asv results directory
-    (`harness.importers`), so a report can come from any front.
+    (`persistbench.results.importers`), so a report can come from any front.
     """
     read = [(Path(p), data) for p in paths for data in read_any(p)]
     machines: dict[str, MachineResults] = {}

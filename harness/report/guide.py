@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from harness.formats import FORMATS
-from harness.report.data import MachineResults
-from harness.report.values import Num, Sentence, median
-from harness.report.views import speedups
+from persistbench.report.data import MachineResults
+from persistbench.report.values import Num, Sentence, median
+from persistbench.report.views import speedups
+from persistbench.sources.formats import FORMATS
 
 QUESTIONS = (
     "Do you need the Python object, or only its predictions?",

@@ -10,47 +10,20 @@ import json
 import re
 import shlex
 from datetime import datetime
-from functools import cache
 from pathlib import Path
 
-import jinja2
-
-from harness import __version__
-from harness.profile import find_profiles
-from harness.report.data import MachineResults, load
-from harness.report.guide import guide
-from harness.report.values import Hover, Num
-from harness.report.verdict import FACTOR, NEEDS, verdict
-from harness.report.views import Figure, Paragraph, Table, sections
-from harness.results import STATUSES, write_atomic
+from persistbench.report.blocks import Table
+from persistbench.report.data import MachineResults, load
+from persistbench.report.guide import guide
+from persistbench.report.machines import write_cross_machine
+from persistbench.report.pages import environment
+from persistbench.report.values import Num
+from persistbench.report.verdict import FACTOR, NEEDS, verdict
+from persistbench.report.views import sections
+from persistbench.results.flamegraphs import find_profiles
+from persistbench.results.schema import write_atomic
 
 SUMMARY = "summary.json"  # next to each machine's index.html; what the index lists
-
-
-def kind(value) -> str:
-    """What the templates branch on to render any value the views produce."""
-    if isinstance(value, Num):
-        return "num"
-    if isinstance(value, Hover):
-        return "hover"
-    if isinstance(value, bool):
-        return "bool"
-    if value is None:
-        return "none"
-    for cls, name in ((Table, "table"), (Figure, "figure"), (Paragraph, "paragraph")):
-        if isinstance(value, cls):
-            return name
-    return "str"
-
-
-@cache
-def environment() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.PackageLoader("harness.report", "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined,
-                             trim_blocks=True, lstrip_blocks=True)
-    env.globals.update(kind=kind, num=Num, bad_statuses=[s for s in STATUSES if s != "ok"],
-                       version=__version__)
-    return env
 
 
 def _duration(run: dict) -> Num:
@@ -150,7 +123,8 @@ def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
 
 
 def profile_table(profiles: dict) -> list[dict]:
-    """memray profiles beside the page (`profiles/`, see harness.profile), for its links."""
+    """memray profiles beside the page (`profiles/`, see persistbench.commands.profile), for
+    its links."""
     return [{"model": model, "size": size, "format": fmt, "phase": phase,
              "peak": Num(info["peak_memory_bytes"], "B"),
              "allocations": info.get("total_allocations"),
@@ -183,8 +157,6 @@ def write_reports(paths: list[Path], output_dir: Path) -> list[Path]:
             "sources": [r["path"] for r in mr.runs]})
         written.append(page)
     if len(machines) >= 2:
-        from harness.report.machines import write_cross_machine
-
         write_cross_machine(machines, Path(output_dir))
     write_index(Path(output_dir))
     return written

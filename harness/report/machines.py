@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from harness.methods import differing, run_methods
-from harness.report.data import MachineResults
-from harness.report.values import Hover, Num, median
-from harness.report.views import Table
+from persistbench.report.blocks import Table
+from persistbench.report.data import MachineResults
+from persistbench.report.pages import environment
+from persistbench.report.values import Hover, Num, median
+from persistbench.results.methods import differing, run_methods
 
 # (measure, title, unit, calibration denominator for the efficiency, what that denominator is)
 MEASURES: tuple[tuple[str, str, str, str | None, str], ...] = (
@@ -167,8 +168,6 @@ def write_cross_machine(machines: list[MachineResults], output_dir: Path) -> Pat
     """`output_dir/machines.html` when there are at least two machines to put side by side."""
     if len(machines) < 2:
         return None
-    from harness.report.html import environment
-
     path = Path(output_dir) / "machines.html"
     path.write_text(environment().get_template("machines.html.j2").render(
         page=cross_machine(machines), margin=WINNER_MARGIN), encoding="utf-8")

@@ -3,11 +3,11 @@ and pull-request comments, where an HTML page cannot be shown inline."""
 
 from __future__ import annotations
 
-from harness.report.data import MachineResults
-from harness.report.guide import PICK_MEASURES, Pick, guide
-from harness.report.html import headline
-from harness.report.values import plain
-from harness.report.verdict import NEEDS, verdict
+from persistbench.report.data import MachineResults
+from persistbench.report.guide import PICK_MEASURES, Pick, guide
+from persistbench.report.html import headline
+from persistbench.report.values import plain
+from persistbench.report.verdict import NEEDS, verdict
 
 
 def _cell(text: str) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.units import human_bytes, human_seconds
+from persistbench.results.units import human_bytes, human_seconds
 
 
 @dataclass(frozen=True)

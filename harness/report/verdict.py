@@ -19,8 +19,8 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from harness.formats import FORMATS
-from harness.report.values import Num, median
+from persistbench.report.values import Num, median
+from persistbench.sources.formats import FORMATS
 
 FACTOR = 1.1
 MODEL_EXPERIMENTS = ("roundtrip", "sharing", "inference", "footprint", "robustness")

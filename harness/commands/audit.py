@@ -1,0 +1,44 @@
+"""`persistbench audit FILE`: what loading FILE would import and call, without loading it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from persistbench.sources.models import UsageError
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("audit", help="what loading FILE would import and call, without "
+                                     "loading it (exit 0 clean, 1 flagged, 2 not a model "
+                                     "file the audit understands)")
+    p.add_argument("file", type=Path, metavar="FILE", nargs="?")
+    p.add_argument("--regenerate-allowlist", action="store_true",
+                   help="rewrite the allow-list from what the installed scikit-learn, numpy "
+                        "and scipy pickle (about a minute)")
+    p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
+    p.add_argument("--trust", metavar="MODULES",
+                   help="comma-separated module prefixes of your own code to accept")
+    p.set_defaults(func=execute)
+
+def execute(args) -> int:
+    """Exit 0 clean, 1 flagged, 2 not a model file the audit understands: usable as a gate
+    before loading a file."""
+    import json
+
+    from persistbench.audit import Unreadable, audit, render
+
+    if args.regenerate_allowlist:
+        from persistbench.audit.allowlist import main as regenerate
+
+        return regenerate()
+    if args.file is None:
+        raise UsageError("audit: give a FILE (or --regenerate-allowlist)")
+    trusted = tuple(n.strip() for n in (args.trust or "").split(",") if n.strip())
+    try:
+        report = audit(args.file, trusted)
+    except Unreadable as exc:
+        if args.json:
+            print(json.dumps({"path": str(args.file), "exit_status": 2, "error": str(exc)}))
+        raise UsageError(f"{args.file}: cannot audit: {exc}") from exc
+    print(json.dumps(report.to_json(), indent=1) if args.json else render(report))
+    return report.exit_status

@@ -1,0 +1,54 @@
+"""The `persistbench` command line: parse, validate, hand over to one command module.
+Nothing is measured here."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from persistbench.results.schema import ResultsError
+from persistbench.sources.formats import PLUGIN_ERROR
+from persistbench.sources.model_file import Refused
+from persistbench.sources.models import UsageError
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but bad usage is one line on stderr and exit status 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+COMMANDS = ("listing", "run", "advise", "report", "compare", "compat", "save", "check",
+            "audit", "profile")
+
+
+def build_parser() -> Parser:
+    parser = Parser(prog="persistbench",
+                    description="Measure how to persist a scikit-learn model on this machine.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
+    for name in COMMANDS:
+        importlib.import_module(f"persistbench.commands.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    if sys.platform == "win32":
+        print("persistbench: error: Windows is not supported: per-phase peak memory, page-cache"
+              " eviction and forked workers have no equivalent there; run it under WSL 2 "
+              "(Linux) or on macOS", file=sys.stderr)
+        return 2
+    if PLUGIN_ERROR:
+        print(f"persistbench: error: {PLUGIN_ERROR}", file=sys.stderr)
+        return 2
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (UsageError, ResultsError) as exc:
+        print(f"persistbench: error: {exc}", file=sys.stderr)
+        return 2
+    except Refused as exc:  # the audit flagged a model file: its findings, never loaded
+        print(exc, file=sys.stderr)
+        return 1
