@@ -1,103 +1,30 @@
 """`persistbench advise FILE`: which way to persist *this* model, measured on *this* machine.
 
-The flow: audit the file and refuse it unless it is clean or explicitly trusted (nothing is
-loaded), register it as a model source, have a child process load it and build evaluation
-rows into the model cache (so a model that needs `--data` is told so before anything is
-measured), then the usual runner measures every format on it into the usual results file,
-and the answer is printed as a verdict table for that one model.
+The flow (`persistbench.schedule.advice`, shared with `persistbench.advise` in Python): audit
+the file and refuse it unless it is clean or explicitly trusted (nothing is loaded), register
+it as a model source, have a child process load it and build evaluation rows into the model
+cache (so a model that needs `--data` is told so before anything is measured), then the usual
+runner measures every format on it into the usual results file, and the answer is printed as
+a verdict table for that one model.
 """
 
 from __future__ import annotations
 
-import shutil
 import sys
 from pathlib import Path
 
 from persistbench.commands.options import (
-    default_output,
     measure_then_report,
     model_file_options,
-    names,
     positive,
     refuse_overwrite,
     trusted,
-    writable_file,
 )
-from persistbench.experiments import Cell, experiment
+from persistbench.schedule.advice import LoadFailed, model_source, plan, run_advice
+from persistbench.schedule.planning import default_output, names, writable_file
 from persistbench.schedule.profiles import PROFILES
-from persistbench.sources.eval_rows import check_readable
 from persistbench.sources.formats import FORMATS
-from persistbench.sources.model_file import ModelFile, admit, register
-from persistbench.sources.models import CUSTOM_SIZE, UsageError
-
-BASIC_EXPERIMENTS = ("roundtrip",)
-FULL_EXPERIMENTS = ("roundtrip", "sharing", "inference", "footprint")
-
-
-# Failures of the loading child that are the user's input, not the harness: exit status 2.
-INPUT_ERRORS = ("RowsNeeded: ", "NotAnEstimator: ")
-
-
-class LoadFailed(Exception):
-    """The admitted file could not be loaded or given evaluation rows, with the reason."""
-
-    def __init__(self, message: str, bad_input: bool):
-        super().__init__(message)
-        self.bad_input = bad_input  # no estimator, or bad or missing --data: exit 2
-
-
-def model_source(path: Path, data: Path | None, trust: tuple[str, ...]) -> ModelFile:
-    """Check the arguments, audit the file (raises `Refused`), register it for the runner."""
-    if not Path(path).is_file():
-        raise UsageError(f"{path}: no such model file")
-    if data is not None:
-        check_readable(Path(data))
-    return register(path, data, admit(Path(path), trust), trust)
-
-
-def load_into_cache(entry: ModelFile, seed: int, scratch: Path) -> dict:
-    """Load the file and build its rows in a child (the runner's training step): its facts."""
-    from persistbench.schedule.runner import train_model
-
-    trained = train_model(entry.name, CUSTOM_SIZE, seed, scratch)
-    if trained["status"] != "ok":
-        reason = str(trained.get("reason") or trained["status"])
-        prefix = next((p for p in INPUT_ERRORS if reason.startswith(p)), None)
-        raise LoadFailed(reason.removeprefix(prefix) if prefix
-                         else f"loading {entry.path} failed: {reason}", prefix is not None)
-    return trained.get("model_info", {})
-
-
-def plan(entry: ModelFile, formats: list[str], full: bool, options: dict) -> list[Cell]:
-    names = FULL_EXPERIMENTS if full else BASIC_EXPERIMENTS
-    return [cell for name in names
-            for cell in experiment(name).plan([entry.name], [CUSTOM_SIZE], formats, options)]
-
-
-def describe(entry: ModelFile, info: dict) -> list[str]:
-    """What is being measured, before the measuring starts."""
-    lines = [f"model file: {entry.path} ({entry.format}, sha256 {entry.sha256[:12]}…), audit: "
-             + (f"clean once {', '.join(entry.trusted)} trusted" if entry.trusted else "clean"),
-             f"estimator: {info.get('estimator', '?')}",
-             f"evaluation rows: {info.get('evaluation_rows', '?')}"]
-    lines += [f"loader warning: {w}" for w in info.get("load_warnings", [])]
-    return lines
-
-
-def run_advice(entry: ModelFile, cells: list[Cell], options, scratch_base: Path) -> dict:
-    """Load the model once into the cache (failing fast), then measure; the results data."""
-    from persistbench.schedule.runner import make_scratch, run
-
-    scratch_base.mkdir(parents=True, exist_ok=True)
-    scratch = make_scratch(scratch_base)
-    try:
-        info = load_into_cache(entry, options.seed, scratch)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    for line in describe(entry, info):
-        print(line)
-    return run(cells, options).data
-
+from persistbench.sources.models import UsageError
 
 # --------------------------------------------------------------------- interim verdict
 

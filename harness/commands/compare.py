@@ -5,7 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from persistbench.commands.options import fraction, positive, writable_file
+from persistbench.commands.options import fraction, positive
+from persistbench.schedule.planning import writable_file
 from persistbench.sources.models import UsageError
 
 

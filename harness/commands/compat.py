@@ -12,11 +12,12 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from persistbench.commands.options import measure_then_report, names, positive, refuse_overwrite
+from persistbench.commands.options import measure_then_report, positive, refuse_overwrite
 from persistbench.envs.builder import prepare, resolve_versions
 from persistbench.envs.server import running
 from persistbench.experiments import compat as experiment
 from persistbench.report.compat_matrix import print_matrix
+from persistbench.schedule.planning import names
 from persistbench.schedule.runner import RunOptions, run
 from persistbench.sources.formats import FORMATS
 from persistbench.sources.models import MODELS

@@ -5,23 +5,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import datetime, timezone
 from pathlib import Path
 
 from persistbench.sources.models import UsageError
 
 REPORTS_DIR = Path("reports")
 
-
-def names(text: str | None, valid, what: str) -> list[str] | None:
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    unknown = [n for n in names if n not in valid]
-    if unknown or not names:
-        raise UsageError(f"unknown {what} {', '.join(unknown) or repr(text)}; "
-                         f"valid: {', '.join(valid)}")
-    return names
 
 def count(text: str) -> int:
     if not text.isdigit():
@@ -58,29 +47,6 @@ def refuse_overwrite(output: Path, resume: bool) -> None:
     if output.exists() and not resume:
         raise UsageError(f"{output} exists; pass --resume to continue it or choose another "
                          "--output")
-
-def writable_file(path: Path, option: str) -> None:
-    """Refuse, before any work, an output file that could not be written (one line, exit 2)."""
-
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a directory; give a file name")
-    writable_dir(path.parent, option, shown=path)
-
-def writable_dir(path: Path, option: str, shown: Path | None = None) -> None:
-    """Create `path` if needed and prove a file can be written in it (works as root too,
-    where permission bits say yes to everything: only a real attempt tells)."""
-    import tempfile
-
-    try:
-        Path(path).mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=path).close()
-    except OSError as exc:
-        raise UsageError(f"cannot write {option} {shown or path}: "
-                         f"{exc.strerror or exc}; choose another path") from None
-
-def default_output() -> Path:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    return Path("results") / f"run-{stamp}.json"
 
 def latest_output() -> Path:
     found = sorted(Path("results").glob("run-*.json"))

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from persistbench.commands.options import REPORTS_DIR, writable_dir
+from persistbench.commands.options import REPORTS_DIR
+from persistbench.schedule.planning import writable_dir
 from persistbench.sources.models import UsageError
 
 

@@ -8,22 +8,15 @@ from pathlib import Path
 
 from persistbench.commands.options import (
     count,
-    default_output,
     latest_output,
     measure_then_report,
     model_file_options,
-    names,
     positive,
     refuse_overwrite,
     trusted,
-    writable_file,
 )
-from persistbench.experiments import EXPERIMENT_MODULES, experiment
+from persistbench.schedule.planning import default_output, plan_cells, writable_file
 from persistbench.schedule.profiles import PROFILES
-from persistbench.sources.formats import FORMATS
-from persistbench.sources.models import CUSTOM_SIZE, MODELS, SIZES, UsageError, user_spec
-
-DEFAULT_EXPERIMENTS = ["roundtrip"]
 
 
 def add_parser(sub) -> None:
@@ -64,42 +57,15 @@ def add_parser(sub) -> None:
                         "in the output's folder, newest cell wins)")
     p.set_defaults(func=execute)
 
-def plan_cells(args) -> list:
-    prof = PROFILES[args.profile]
-    sizes = names(args.sizes, SIZES, "size") or prof["sizes"]
-    formats = names(args.formats, list(FORMATS), "format") or list(FORMATS)
-    experiments = names(args.experiments, EXPERIMENT_MODULES, "experiment") or \
-        DEFAULT_EXPERIMENTS
-    models = names(args.models, list(MODELS), "model")
-    own = []  # (name, sizes) of the user's own models
-    if args.model:
-        spec = user_spec(args.model)  # imports it now: a bad target fails before any work
-        own.append((args.model, list(spec.sizes())))
-    if args.model_file:
-        from persistbench.commands.advise import model_source
-
-        entry = model_source(args.model_file, args.data, trusted(args.trust))
-        own.append((entry.name, [CUSTOM_SIZE]))
-    elif args.data or args.trust:
-        raise UsageError("--data and --trust apply to --model-file")
-    options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed,
-               "processes": args.processes,
-               "starts": prof["starts"] if args.starts is None else args.starts,
-               "workers": args.workers or prof["workers"]}
-    cells = []
-    for name in experiments:
-        exp = experiment(name)
-        if models or not own:
-            cells += exp.plan(models or list(MODELS), sizes, formats, options)
-        for model, model_sizes in own:
-            cells += exp.plan([model], model_sizes, formats, options)
-    return cells
-
 def execute(args) -> int:
     from persistbench.report.terminal import print_summary
     from persistbench.schedule.runner import RunOptions, run
 
-    cells = plan_cells(args)
+    cells = plan_cells(profile=args.profile, models=args.models, formats=args.formats,
+                       sizes=args.sizes, experiments=args.experiments, repeat=args.repeat,
+                       starts=args.starts, workers=args.workers, seed=args.seed,
+                       processes=args.processes, model=args.model, model_file=args.model_file,
+                       data=args.data, trust=trusted(args.trust))
     if args.resume and args.output is None:
         output = latest_output()
     else:

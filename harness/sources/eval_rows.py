@@ -62,9 +62,10 @@ def read_table(path: Path) -> Any:
     return pd.read_csv(path) if suffix == ".csv" else pd.read_parquet(path)
 
 
-def rows_from_table(est: Any, path: Path, n: int = EVAL_ROWS) -> Rows:
-    """The first `n` rows of the table, cut to the columns the estimator was fitted on."""
-    table = read_table(path)
+def rows_from_table(est: Any, path: Path, n: int = EVAL_ROWS, table: Any = None) -> Rows:
+    """The first `n` rows of the table (read from `path` unless given), cut to the columns
+    the estimator was fitted on."""
+    table = read_table(path) if table is None else table
     names = getattr(est, "feature_names_in_", None)
     width = getattr(est, "n_features_in_", None)
     total = len(table)
@@ -210,10 +211,12 @@ def _check_predicts(est: Any, rows: Rows) -> None:
     raise RowsNeeded(f"the model cannot predict on {rows.origin.split(':')[0]} ({why})")
 
 
-def evaluation_rows(est: Any, data: Path | None, seed: int = 0) -> Rows:
-    """The user's rows when given, else synthesized ones; `RowsNeeded` when neither works."""
+def evaluation_rows(est: Any, data: Path | None, seed: int = 0, table: Any = None) -> Rows:
+    """The user's rows when given (`table`: already read from `data`), else synthesized ones;
+    `RowsNeeded` when neither works."""
     try:
-        rows = rows_from_table(est, data) if data is not None else synthesize(est, seed=seed)
+        rows = (rows_from_table(est, data, table=table) if data is not None
+                else synthesize(est, seed=seed))
         _check_predicts(est, rows)
         return rows
     except RowsNeeded as exc:

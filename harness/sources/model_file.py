@@ -56,6 +56,9 @@ class ModelFile:
     data_sha256: str | None
     trusted: tuple[str, ...]
     skops_trusted: tuple[str, ...]  # the types skops lists, each allowed or trusted by the audit
+    # Written by the harness from an estimator (and rows) handed over in Python: not audited,
+    # and its rows file is a pickle of the user's own rows (`register_object`).
+    written_by_harness: bool = False
 
 
 def sha256_file(path: Path) -> str:
@@ -127,19 +130,77 @@ def _skops_admitted(path: Path, report: AuditReport) -> tuple[str, ...]:
 def register(path: Path, data: Path | None, report: AuditReport,
              trusted: tuple[str, ...] = ()) -> ModelFile:
     """Record an admitted file so child processes can resolve its model name."""
-    path, data = Path(path).resolve(), Path(data).resolve() if data else None
+    path = Path(path).resolve()
+    skops_trusted = _skops_admitted(path, report) if report.format == "skops" else ()
+    return _record(path, Path(data).resolve() if data else None, report.format,
+                   tuple(trusted), skops_trusted)
+
+
+def _record(path: Path, data: Path | None, file_format: str, trusted: tuple[str, ...],
+            skops_trusted: tuple[str, ...], written_by_harness: bool = False) -> ModelFile:
+    """The descriptor every child reads: named by a key over everything that was admitted."""
     sha = sha256_file(path)
     data_sha = sha256_file(data) if data else None
-    skops_trusted = _skops_admitted(path, report) if report.format == "skops" else ()
     key_source = json.dumps([sha, data_sha, sorted(trusted), skops_trusted])
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     entry = ModelFile(name=f"{MODEL_FILE_PREFIX}{path.name}@{key}", path=str(path), sha256=sha,
-                      format=report.format, data=str(data) if data else None,
-                      data_sha256=data_sha, trusted=tuple(trusted), skops_trusted=skops_trusted)
+                      format=file_format, data=str(data) if data else None,
+                      data_sha256=data_sha, trusted=trusted, skops_trusted=skops_trusted,
+                      written_by_harness=written_by_harness)
     from persistbench.results.schema import write_atomic
 
     write_atomic(descriptor_dir() / f"{key}.json", asdict(entry))
     return entry
+
+
+def _write_pickled(obj: Any, folder: Path, name: str) -> Path:
+    """`obj` pickled with cloudpickle into `folder/<sha256>/name`, once per content.
+
+    cloudpickle, because a notebook's estimator often holds classes or functions defined in
+    the notebook itself (`__main__`), which a plain pickle names but a child cannot import.
+    """
+    import tempfile
+
+    import cloudpickle
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".part", delete=False) as fh:
+        cloudpickle.dump(obj, fh, protocol=5)
+    part = Path(fh.name)
+    target = folder / sha256_file(part)[:16] / name
+    if target.exists():
+        part.unlink()
+    else:
+        target.parent.mkdir(exist_ok=True)
+        part.replace(target)
+    return target
+
+
+def register_object(estimator: Any, X: Any) -> ModelFile:
+    """An estimator and rows handed over in Python, written once by the harness and
+    registered like a model file; no audit, since the harness wrote the file itself.
+
+    The rows kept are the first `EVAL_ROWS` (what the experiments predict on); the child that
+    loads the estimator checks it predicts on them, as for a file and its `--data`.
+    """
+    from persistbench.sources.eval_rows import EVAL_ROWS
+
+    if not callable(getattr(estimator, "predict", None)):
+        raise UsageError(f"a {type(estimator).__name__} is not an estimator with predict; "
+                         "pass a fitted estimator or pipeline")
+    shape = getattr(X, "shape", None)
+    if shape is None or len(shape) != 2 or shape[0] == 0:
+        raise UsageError(f"X must be a 2-D array or DataFrame with rows, got "
+                         f"{type(X).__name__}{f' of shape {shape}' if shape else ''}")
+    rows = X.iloc[:EVAL_ROWS] if hasattr(X, "iloc") else X[:EVAL_ROWS]
+    folder = descriptor_dir() / "objects"
+    try:
+        path = _write_pickled(estimator, folder, f"{type(estimator).__name__}.pkl")
+    except Exception as exc:
+        raise UsageError(f"the estimator cannot be pickled, so it cannot be measured: "
+                         f"{type(exc).__name__}: {exc}") from None
+    data = _write_pickled(rows, folder, "X.pkl")
+    return _record(path, data, "cloudpickle", (), (), written_by_harness=True)
 
 
 def lookup(name: str) -> ModelFile:
@@ -203,11 +264,15 @@ def spec_for(name: str) -> ModelSpec:
 
     def build(size: str, seed: int):
         est, load_warnings = load_estimator(entry)
-        data = None
+        data = table = None
         if entry.data:
-            _verified_bytes(entry.data, entry.data_sha256, "--data")
+            blob = _verified_bytes(entry.data, entry.data_sha256, "--data")
             data = Path(entry.data)
-        rows = evaluation_rows(est, data, seed)
+            if entry.written_by_harness:  # the user's own rows, pickled by the harness
+                import pickle
+
+                table = pickle.loads(blob)
+        rows = evaluation_rows(est, data, seed, table)
         from persistbench.results.schema import write_atomic
 
         write_atomic(_info_path(entry, seed), {
