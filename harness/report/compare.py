@@ -53,6 +53,7 @@ class Measure:
     samples: tuple[float, ...] = ()
     spread: tuple[float, float] | None = None  # (min, max) of two or more repeats
     passes: tuple[tuple[float, ...], ...] = ()  # per-pass samples, one pass at least
+    n: int = 1  # samples the value summarises (a stats dict's n, else the samples kept)
 
     @property
     def noisy(self) -> bool:
@@ -111,7 +112,8 @@ def measures(container: dict, prefix: str = "") -> dict[str, Measure]:
                 median = float(value["median"])
                 out[path] = Measure(path, median, kind[0], kind[1], samples,
                                     _spread(samples, value),
-                                    _passes(value.get("passes"), samples, median))
+                                    _passes(value.get("passes"), samples, median),
+                                    int(value.get("n") or len(samples) or 1))
         elif isinstance(value, dict):
             out.update(measures(value, f"{path}."))
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
@@ -124,7 +126,7 @@ def measures(container: dict, prefix: str = "") -> dict[str, Measure]:
             samples = _floats(container.get(samples_key(key)))
             out[path] = Measure(path, float(value), kind[0], kind[1], samples, _spread(samples),
                                 _passes(container.get(key + PASSES_SUFFIX), samples,
-                                        float(value)))
+                                        float(value)), len(samples) or 1)
     return out
 
 

@@ -186,3 +186,11 @@ def write_index(output_dir: Path) -> Path:
     return index
 
 
+
+
+def verdict_fragment(cells: list[dict]) -> str:
+    """The verdict table the report opens with, as a self-contained HTML fragment (its own
+    styles, no page around it): what a notebook shows for a results object."""
+    rows = verdict(cells)
+    return environment().get_template("verdict.html.j2").render(verdict=rows, needs=NEEDS,
+                                                                factor=Num(FACTOR, "x"))
