@@ -36,10 +36,10 @@ def _checked_output(output: str | Path | None) -> Path:
     if PLUGIN_ERROR:  # a format plugin failed to import: nothing can be planned with it
         raise UsageError(PLUGIN_ERROR)
     path = Path(output) if output is not None else default_output()
+    writable_file(path, "output")
     if path.exists():
         raise UsageError(f"output {path} exists; choose another file (results files are "
                          "never overwritten)")
-    writable_file(path, "output")
     return path
 
 
