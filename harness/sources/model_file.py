@@ -9,6 +9,9 @@ the runner resolves that name to the same `ModelSpec` as zoo models and `--model
 (`persistbench.sources.resolve.resolve_spec`). The spec's build step, run by the runner in a child,
 loads the file from bytes whose sha256 must match the audited one, so the audited file is the one
 loaded, and the fitted estimator and its evaluation rows go into the same cache as zoo models.
+
+An estimator handed over in Python (`persistbench.advise`) takes the same path from
+`register_object`: the harness writes it (and its rows) itself, so there is nothing to audit.
 """
 
 from __future__ import annotations
