@@ -265,3 +265,27 @@ def test_rows_the_model_cannot_predict_on_are_a_one_line_error(tmp_path):
     with pytest.raises(ValueError) as caught:
         persistbench.advise(est, np.zeros((5, 3)), output=tmp_path / "r.json")
     assert "cannot predict" in _one_line(caught.value) or "columns" in str(caught.value)
+
+
+@pytest.mark.slow
+def test_run_then_compare_two_runs_as_the_cli_does(tmp_path, capsys):
+    """`persistbench.run` plans like `persistbench run`; `.compare` is `persistbench compare`."""
+    runs = [persistbench.run(models="logreg", formats=["pickle", "joblib"], repeat=2, starts=0,
+                             output=tmp_path / f"{name}.json", calibrate=False)
+            for name in ("a", "b")]
+    assert [c["cell_id"] for c in runs[0].cells] == [
+        "roundtrip/logreg/small/pickle", "roundtrip/logreg/small/joblib"]
+    capsys.readouterr()
+    comparison = runs[0].compare(runs[1])
+    printed = capsys.readouterr().out
+    cli = subprocess.run([sys.executable, "-m", "persistbench", "compare",
+                          str(tmp_path / "a.json"), str(tmp_path / "b.json")],
+                         capture_output=True, text=True, check=True).stdout
+    file_rows = {(r.cell_id, r.key): r.ratio for r in comparison.rows if "file_bytes" in r.key}
+    assert file_rows == {("roundtrip/logreg/small/pickle", "file_bytes"): 1.0,
+                         ("roundtrip/logreg/small/joblib", "file_bytes"): 1.0}
+    heading = printed.splitlines()[:4]  # the rule, A = …, B = …, and how it judges
+    assert heading == cli.splitlines()[:4] and heading[1] == f"A = {tmp_path / 'a.json'}"
+    with pytest.raises(ValueError) as caught:
+        persistbench.read_results([tmp_path / "a.json", tmp_path / "b.json"]).compare(runs[1])
+    assert "one results file a side" in _one_line(caught.value)
