@@ -88,6 +88,8 @@ def advise(estimator: Any, X: Any, *, formats: Sequence[str] | None = None,
     Raises:
         ValueError: bad input (not an estimator, X not 2-D, unknown format, rows the model
             cannot predict on), with one line that says what to change.
+        RuntimeError: the child could not load the estimator back from the harness's file
+            (it pickled, but does not unpickle), with the loader's reason.
         Interrupted: on Ctrl-C or a kernel interrupt; ``.results`` holds what was measured.
     """
     from persistbench.schedule.advice import LoadFailed, plan, run_advice
