@@ -89,8 +89,11 @@ class Tree:
         return self.python is not None
 
     def as_env(self) -> dict:
-        """The shape `persistbench.envs.server.running` and the experiments read."""
-        return {**asdict(self), "key": self.arch,
+        """The shape `persistbench.envs.server.running` and the experiments read. Each tree
+        trains into its own model cache: the cache key names versions, not CPUs, and a model
+        another architecture trained would be a cross-architecture load before the cell."""
+        launch = {**(self.launch_env or {}), "PERSISTBENCH_CACHE": str(tree_dir(self.arch))}
+        return {**asdict(self), "key": self.arch, "launch_env": launch,
                 "sklearn": (self.packages or {}).get("scikit-learn", "?")}
 
 
