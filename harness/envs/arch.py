@@ -253,7 +253,7 @@ def prepare(arches: list[str], rebuild: bool = False, say=print) -> list[Tree]:
     for arch in [HOME, *arches]:
         made = tree(arch, rebuild=rebuild, say=say, home=trees[0] if trees else None)
         size = f", {made.disk_bytes / 1e9:.2f} GB" if made.disk_bytes else ""
-        took = f" in {made.build_s:.0f} s" if made.build_s is not None else ""
+        took = f" in {made.build_s:.0f} s" if made.source == "built" else ""
         say(f"{arch}: {made.source}{took}{size}, {made.route}"
             + (f" ({made.emulator})" if made.emulator else "")
             + (f": {made.reason}" if made.reason else ""))
