@@ -154,7 +154,7 @@ def i386_run(tmp_path_factory):
     proc = subprocess.run(
         [sys.executable, "-m", "persistbench", "portability", "--arch", "i386", "--models",
          "logreg,kneighbors-auto", "--formats", "pickle,joblib", "--output", str(out)],
-        capture_output=True, text=True, timeout=1500)
+        capture_output=True, text=True, timeout=1500, cwd=out.parent)
     assert proc.returncode == 0, proc.stderr[-2000:]
     return json.loads(out.read_text()), proc.stdout
 

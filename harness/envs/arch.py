@@ -33,6 +33,9 @@ from persistbench.sources.models import UsageError, cache_dir
 
 SUITE = "bookworm"
 PACKAGES = ("python3-sklearn", "python3-joblib", "python3-cloudpickle")
+# The release's own archive only: one source, the same for every tree (the security and
+# updates archives add downloads that can fail mid-sync and versions that move).
+MIRROR = f"deb http://deb.debian.org/debian {SUITE} main"
 TREE_BYTES = 0.9e9  # what one tree of PACKAGES takes once unpacked (measured: 0.69-0.82 GB)
 BUILD_TIMEOUT_S = 1200.0
 READY = "ready.json"
@@ -202,7 +205,7 @@ def _build(arch: str, directory: Path, say) -> None:
                            f"{free / 1e9:.1f} GB free, a tree needs about "
                            f"{TREE_BYTES / 1e9:.1f} GB")
     cmd = ["mmdebstrap", "--quiet", "--variant=extract", f"--arch={arch}",
-           f"--include={','.join(PACKAGES)}", SUITE, str(scratch)]
+           f"--include={','.join(PACKAGES)}", SUITE, str(scratch), MIRROR]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
     except subprocess.TimeoutExpired as exc:
@@ -210,7 +213,8 @@ def _build(arch: str, directory: Path, say) -> None:
         raise RuntimeError(f"mmdebstrap took more than {BUILD_TIMEOUT_S:g} s") from exc
     if proc.returncode:
         shutil.rmtree(scratch, ignore_errors=True)
-        raise RuntimeError(f"mmdebstrap: {build_reason(proc.stderr) or proc.returncode}")
+        errors = [ln[2:].strip() for ln in proc.stderr.splitlines() if ln.startswith("E:")]
+        raise RuntimeError(f"mmdebstrap: {errors[0] if errors else build_reason(proc.stderr)}")
     os.replace(scratch, directory)
 
 
