@@ -180,3 +180,21 @@ def test_i386_loads_what_amd64_saved_except_a_kd_tree(i386_run):
     assert trees["i386"]["packages"]["scikit-learn"] == trees["amd64"]["packages"][
         "scikit-learn"]
     assert "kneighbors-auto fails to load amd64→i386" in " ".join(stdout.split())
+
+
+def test_the_report_section_opens_with_the_exceptions_and_keeps_emulated_times_apart():
+    from persistbench.report.blocks import Paragraph, Table
+    from persistbench.report.views import sections
+
+    cells = [_cell("knn", "pickle", "error-load", "ValueError: x", load_once_s=None),
+             _cell("knn", "joblib", "identical", load_once_s=0.5, predict_once_s=0.1,
+                   emulated=True),
+             _cell("knn", "joblib", "identical", direction="amd64->i386", load_once_s=0.01,
+                   predict_once_s=0.002, emulated=False)]
+    [section] = sections({"portability": cells}, {})
+    first, *rest = section.blocks
+    assert isinstance(first, Paragraph) and first.text.startswith(
+        "Exceptions found: knn fails to load amd64→s390x")
+    timings = next(b for b in rest if isinstance(b, Table) and b.title.startswith("load and"))
+    assert [row[:2] for row in timings.rows] == [["amd64→s390x", "emulated"],
+                                                 ["amd64→i386", "native"]]
