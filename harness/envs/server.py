@@ -156,14 +156,18 @@ def serve(options: dict) -> None:
 
 # ------------------------------------------------------------------------ in the harness
 
-def command(python: str, function: str, args: dict) -> list[str]:
-    """`python -I` running `persistbench.<module>:<function>(args)` from the linked source tree."""
+def command(python: str | list[str], function: str, args: dict) -> list[str]:
+    """`python -I` running `persistbench.<module>:<function>(args)` from the linked source tree.
+
+    `python` is an interpreter's path, or the argv prefix that runs one (another CPU's
+    python3 behind its loader or emulator, `persistbench.envs.arch.launcher`)."""
     from persistbench.envs.builder import link_dir
 
     module, _, name = function.partition(":")
     code = ("import sys, json; sys.path.insert(0, sys.argv[1]); "
             f"from {module} import {name}; {name}(json.loads(sys.argv[2]))")
-    return [python, "-I", "-c", code, str(link_dir()), json.dumps(args)]
+    prefix = [python] if isinstance(python, str) else list(python)
+    return [*prefix, "-I", "-c", code, str(link_dir()), json.dumps(args)]
 
 
 def _child_env() -> dict[str, str]:
@@ -208,7 +212,7 @@ def running(envs: list[dict], preload: tuple[str, ...] = ()) -> Iterator[list[di
                     command(env["python"], "persistbench.envs.server:serve",
                             {"socket": str(sock), "preload": list(preload)}),
                     stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=err, text=True,
-                    env=_child_env())
+                    env={**_child_env(), **(env.get("launch_env") or {})})
             started.append((env, proc, log, time.monotonic()))
         out = []
         for index, (env, proc, log, t0) in enumerate(started):

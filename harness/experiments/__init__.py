@@ -25,7 +25,7 @@ from typing import Any
 from persistbench.results.schema import cell_id
 
 EXPERIMENT_MODULES = ("roundtrip", "compat", "sharing", "inference", "footprint", "security",
-                      "robustness")
+                      "robustness", "portability")
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ import functools
 import importlib
 import json
 import signal
+import time
 import warnings
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from persistbench.sources.formats import FORMATS, Unsupported, describe_exceptio
 NAME = "compat"
 DESCRIPTION = "save with scikit-learn A, load with B: ok, warning, error, crash or differs"
 MANIFEST = "saved.json"
+PARAMETERS = "parameters.json"  # the saved model's fingerprints, when a cell asks for them
 # Imported before warnings are recorded, so a loader's import-time deprecation notices are
 # not mistaken for something the load itself said.
 LOADER_MODULES = {"joblib": ("joblib",), "cloudpickle": ("cloudpickle",), "skops": ("skops.io",),
@@ -67,19 +69,25 @@ def plan(models: list[str], sizes: list[str], formats: list[str], options: dict)
             for a in versions for m in models for s in sizes for f in formats for b in versions]
 
 
-def _pair(cell: Cell) -> tuple[dict, dict]:
+def pair(cell: Cell) -> tuple[dict, dict]:
+    """The saving and the loading environment, named in the variant by their `key` (another
+    experiment's environments, e.g. CPU architectures, share one scikit-learn version)."""
     saved, loaded = cell.variant.split("->")
-    envs = {env["sklearn"]: env for env in cell.options["environments"]}
+    envs = {env.get("key", env["sklearn"]): env for env in cell.options["environments"]}
     return envs[saved], envs[loaded]
+
+
+def side(env: dict) -> str:
+    """How messages name an environment: its key if it has one, else its version."""
+    return env.get("key") or f"scikit-learn {env['sklearn']}"
 
 
 def _server(env: dict) -> str:
     """The socket of the environment's server."""
     if not env["python"]:
-        raise EnvironmentUnavailable(f"no environment for scikit-learn {env['sklearn']}: "
-                                     f"{env['reason']}")
+        raise EnvironmentUnavailable(f"no environment for {side(env)}: {env['reason']}")
     if not env.get("server"):
-        raise EnvironmentUnavailable(f"no server for scikit-learn {env['sklearn']}: "
+        raise EnvironmentUnavailable(f"no server for {side(env)}: "
                                      f"{env.get('server_error') or 'none was started'}")
     return env["server"]
 
@@ -104,9 +112,9 @@ def dump_step(ctx: StepContext) -> dict:
     from persistbench.results.schema import write_atomic
 
     cell = ctx.cell
-    saved, _ = _pair(cell)
+    saved, _ = pair(cell)
     server = _server(saved)
-    directory = saved_dir(cell, saved["sklearn"])
+    directory = saved_dir(cell, saved.get("key", saved["sklearn"]))
     manifest = directory / MANIFEST
     entries = json.loads(manifest.read_text()) if manifest.exists() else {}
     if cell.format not in entries:
@@ -116,10 +124,11 @@ def dump_step(ctx: StepContext) -> dict:
         proc = request(server, "persistbench.experiments.compat:save_in_env",
                        {"model": cell.model, "size": cell.size,
                         "seed": int(cell.options.get("seed", 0)), "formats": todo,
-                        "directory": str(directory)}, ctx.workdir)
+                        "directory": str(directory),
+                        "parameters": bool(cell.options.get("parameters"))}, ctx.workdir)
         entries = json.loads(manifest.read_text()) if manifest.exists() else {}
         if cell.format not in entries:
-            raise RuntimeError(f"saving with scikit-learn {saved['sklearn']}: "
+            raise RuntimeError(f"saving with {side(saved)}: "
                                f"{_died(proc.returncode, proc.stderr)}")
         died = [f for f, e in entries.items() if e["status"] == "started"]
         for name in died:  # the process died while saving these
@@ -128,9 +137,9 @@ def dump_step(ctx: StepContext) -> dict:
             write_atomic(manifest, entries)
     entry = entries[cell.format]
     if entry["status"] == "unsupported":
-        raise Unsupported(f"scikit-learn {saved['sklearn']}: {entry['reason']}")
+        raise Unsupported(f"{side(saved)}: {entry['reason']}")
     if entry["status"] != "ok":
-        raise RuntimeError(f"saving with scikit-learn {saved['sklearn']}: {entry['reason']}")
+        raise RuntimeError(f"saving with {side(saved)}: {entry['reason']}")
     return {"saved_with": saved["sklearn"], "saved_versions": entry["versions"],
             "file_bytes": entry["file_bytes"], **entry["info"]}
 
@@ -159,7 +168,9 @@ def _save_outputs(path: Path, labels: np.ndarray, proba: np.ndarray | None) -> N
 
 def save_in_env(args: dict) -> None:
     """Inside A: train (through the model cache), save each format, and record what A itself
-    predicts from each saved file. A format whose process dies stays marked `started`."""
+    predicts from each saved file (with `parameters`, also the fingerprints of what it
+    saved, `persistbench.experiments.parameters`). A format whose process dies stays marked
+    `started`."""
     from persistbench.results.schema import write_atomic
     from persistbench.sources.models import load_cached, train_into_cache
     from persistbench.sources.resolve import resolve_spec
@@ -173,6 +184,10 @@ def save_in_env(args: dict) -> None:
     est, X_eval = load_cached(spec, args["size"], args["seed"])
     X = np.asarray(X_eval)
     np.save(directory / "X.npy", X, allow_pickle=False)
+    if args.get("parameters"):
+        from persistbench.experiments.parameters import fingerprints
+
+        write_atomic(directory / PARAMETERS, fingerprints(est))
     versions = library_versions()
     for name in args["formats"]:
         fmt = FORMATS[name]
@@ -200,7 +215,8 @@ def save_in_env(args: dict) -> None:
 
 def load_in_env(args: dict) -> None:
     """Inside B (a child forked from B's server, used for this file only): load A's file,
-    predict, keep every warning raised."""
+    predict, keep every warning raised; how long the load and the first predict took, and
+    with `parameters` (a path) the loaded model's fingerprints."""
     from persistbench.results.schema import write_atomic
 
     fmt = FORMATS[args["format"]]
@@ -215,9 +231,17 @@ def load_in_env(args: dict) -> None:
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
+            start = time.perf_counter()
             obj = fmt.load(path, fmt.prepare_load(path))
+            out["load_once_s"] = time.perf_counter() - start
+            if args.get("parameters"):
+                from persistbench.experiments.parameters import fingerprints
+
+                write_atomic(Path(args["parameters"]), fingerprints(obj))
             phase = "predict"
+            start = time.perf_counter()
             labels, proba = predict(fmt, obj, X)
+            out["predict_once_s"] = time.perf_counter() - start
             _save_outputs(Path(args["outputs"]), labels, proba)
             phase = None
         except Exception as exc:
@@ -277,22 +301,25 @@ def load_step(ctx: StepContext) -> dict:
     from persistbench.envs.server import request
 
     cell = ctx.cell
-    saved, loaded = _pair(cell)
+    saved, loaded = pair(cell)
     server = _server(loaded)
-    directory = saved_dir(cell, saved["sklearn"])
+    directory = saved_dir(cell, saved.get("key", saved["sklearn"]))
     entry = json.loads((directory / MANIFEST).read_text())[cell.format]
     result_path, outputs = ctx.workdir / "loaded.json", ctx.workdir / "outputs.npz"
     ctx.start_measuring()
     proc = request(server, "persistbench.experiments.compat:load_in_env",
                    {"format": cell.format, "file": str(directory / entry["file"]),
                     "X": str(directory / "X.npy"), "modules": entry["modules"],
-                    "result": str(result_path), "outputs": str(outputs)}, ctx.workdir)
+                    "result": str(result_path), "outputs": str(outputs),
+                    "parameters": str(ctx.workdir / PARAMETERS)
+                    if cell.options.get("parameters") else None}, ctx.workdir)
     if not result_path.exists():  # it never reached the load: the harness failed, not B
-        raise RuntimeError(f"loading with scikit-learn {loaded['sklearn']}: "
+        raise RuntimeError(f"loading with {side(loaded)}: "
                            f"{_died(proc.returncode, proc.stderr)}")
     result = json.loads(result_path.read_text())
     out = {"saved_with": saved["sklearn"], "loaded_with": loaded["sklearn"],
            "loaded_versions": result["versions"], "process_exit": proc.returncode,
+           **{k: result[k] for k in ("load_once_s", "predict_once_s") if k in result},
            "versions_differ": versions_differ(entry["versions"], result["versions"])}
     if not result["finished"] or proc.returncode:
         phase = "load" if not result["finished"] else "exit"

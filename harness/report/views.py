@@ -7,7 +7,10 @@ every registered view, or the generic table for an experiment without one.
 
 from __future__ import annotations
 
-from persistbench.report import safety_views  # noqa: F401  (registers its views)
+from persistbench.report import (
+    portability_views,  # noqa: F401  (registers its view)
+    safety_views,  # noqa: F401  (registers its views)
+)
 from persistbench.report.blocks import (
     FIDELITY_COLUMNS,
     VIEWS,

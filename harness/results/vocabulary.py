@@ -10,6 +10,12 @@ from collections import Counter
 
 # The compat experiment's outcome of one (saved with A, loaded with B) cell, in order.
 COMPAT_OUTCOMES = ("ok", "warning", "differs", "error", "crash")
+# Outcomes of a file moved to another CPU architecture, best first, and how far a float
+# prediction may move (times max(1, |value|)) and still count as the same: two x86_64 OpenBLAS
+# kernels already differ by about 1e-14.
+PORTABILITY_OUTCOMES = ("identical", "within-tolerance", "differs", "error-load",
+                        "error-predict", "crash")
+PORTABILITY_TOLERANCE = 1e-9
 # Fresh interpreters per round-trip cell and pass that a server-start median needs.
 START_REPEATS = 3
 # Libraries whose versions each environment of a compat run reports (the ones that can

@@ -174,7 +174,7 @@ def _build_hist_gb(size: str, seed: int):
     return est, _eval_rows(X)
 
 
-def _build_kneighbors(size: str, seed: int):
+def _build_kneighbors(size: str, seed: int, algorithm: str = "brute"):
     from sklearn.neighbors import KNeighborsClassifier
 
     p = PARAMS["kneighbors"][size]
@@ -182,8 +182,13 @@ def _build_kneighbors(size: str, seed: int):
     X = rng.standard_normal((p["n_samples"], p["n_features"]))
     y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(np.int64)
     # Brute force keeps the stored training matrix as one array: the large-array case.
-    est = KNeighborsClassifier(n_neighbors=5, algorithm="brute").fit(X, y)
+    est = KNeighborsClassifier(n_neighbors=5, algorithm=algorithm).fit(X, y)
     return est, _eval_rows(X, 200)
+
+
+def _build_kneighbors_default(size: str, seed: int):
+    """As users fit it: scikit-learn's `algorithm="auto"` (a KD-tree or ball tree here)."""
+    return _build_kneighbors(size, seed, algorithm="auto")
 
 
 def _build_svc(size: str, seed: int):
@@ -292,6 +297,17 @@ MODELS: dict[str, ModelSpec] = {
         _spec("custom_code", _build_custom_code, ("pipeline", "custom-code", "classifier"),
               "FunctionTransformer(lambda) + LogisticRegression: needs cloudpickle"),
     )
+}
+
+
+# Zoo models as users build them, where the zoo departs from scikit-learn's defaults for its
+# own reasons: resolvable by name, not part of the default zoo.
+DEFAULT_VARIANTS: dict[str, ModelSpec] = {
+    "kneighbors-auto": ModelSpec(
+        name="kneighbors-auto", build=_build_kneighbors_default,
+        tags=("neighbors", "classifier"),
+        description='KNeighborsClassifier with algorithm="auto", as users fit it',
+        params={size: {**p, "algorithm": "auto"} for size, p in PARAMS["kneighbors"].items()}),
 }
 
 
