@@ -20,7 +20,7 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-COMMANDS = ("listing", "run", "advise", "report", "compare", "compat", "save", "check",
+COMMANDS = ("listing", "run", "advise", "report", "compare", "ab", "compat", "save", "check",
             "audit", "profile")
 
 
