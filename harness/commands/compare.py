@@ -31,7 +31,10 @@ def add_parser(sub) -> None:
     p.add_argument("--fail-on-regression", type=positive(float), nargs="?", const=0.0,
                    metavar="PCT", help="exit 1 when a measure is flagged worse (and, with "
                                        "PCT, worse by more than PCT percent)")
-    p.add_argument("--all", action="store_true", help="print every measure, not only changes")
+    p.add_argument("--all", action="store_true",
+                   help="judge and print every measure (default: the gate judges the headline "
+                        "measures: load, cold load, dump, server start, peak memory, file "
+                        "size; prints changes and unstable measures)")
     p.set_defaults(func=execute)
 
 def execute(args) -> int:
@@ -61,7 +64,7 @@ def execute(args) -> int:
         pairs = [(base, other, str(args.results[0]), str(path))
                  for path, other in zip(args.results[1:], others, strict=True)]
     comparisons = [compare(a, b, name_a, name_b, args.threshold, args.memory_threshold,
-                           args.alpha, drift=not args.absolute)
+                           args.alpha, drift=not args.absolute, every_measure=args.all)
                    for a, b, name_a, name_b in pairs]
     print_comparisons(comparisons, show_all=args.all)
     if args.aa is not None:

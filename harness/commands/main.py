@@ -20,8 +20,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-COMMANDS = ("listing", "run", "advise", "report", "compare", "compat", "portability", "save",
-            "check", "audit", "profile")
+COMMANDS = ("listing", "run", "advise", "report", "compare", "ab", "compat", "portability",
+            "save", "check", "audit", "profile")
 
 
 def build_parser() -> Parser:

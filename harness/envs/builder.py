@@ -26,6 +26,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, fields
+from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
@@ -58,6 +59,7 @@ class Environment:
     packages: dict[str, str] | None = None
     build_s: float | None = None
     builder: str | None = None  # "uv 0.9.2" or "pip 25.1": what built it
+    requirements: list[str] | None = None  # what was installed, when built from a requirement set
 
     @property
     def ok(self) -> bool:
@@ -168,7 +170,7 @@ def _uv() -> str | None:
         return None
 
 
-def _build_steps(sklearn: str, directory: Path) -> tuple[str, list[list[str]]]:
+def _build_steps(reqs: list[str], directory: Path) -> tuple[str, list[list[str]]]:
     """The builder's name and version, and its commands for one environment."""
     python = str(env_python(directory))
     uv = _uv()
@@ -177,35 +179,55 @@ def _build_steps(sklearn: str, directory: Path) -> tuple[str, list[list[str]]]:
                                timeout=60).stdout.split()[:2]
         return " ".join(label) or "uv", [
             [uv, "venv", "--quiet", "--python", sys.executable, str(directory)],
-            [uv, "pip", "install", "--quiet", "--python", python, *requirements(sklearn)]]
+            [uv, "pip", "install", "--quiet", "--python", python, *reqs]]
     return f"pip {installed_version('pip')}", [
         [sys.executable, "-m", "venv", str(directory)],
-        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-         *requirements(sklearn)]]
+        [python, "-m", "pip", "install", "--disable-pip-version-check", "--no-input", *reqs]]
 
 
-def _build(sklearn: str, directory: Path) -> Environment:
+def _build(label: str, reqs: list[str], directory: Path) -> Environment:
+    """Build a venv holding `reqs`; `label` names it in the record (a scikit-learn version,
+    or the requirement set)."""
     start = time.monotonic()
     shutil.rmtree(directory, ignore_errors=True)
-    builder, steps = _build_steps(sklearn, directory)
+    builder, steps = _build_steps(reqs, directory)
     for cmd in steps:
-        what = "venv" if "venv" in cmd else f"{builder} install " + " ".join(requirements(sklearn))
+        what = "venv" if "venv" in cmd else f"{builder} install " + " ".join(reqs)
         try:
             proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
         except subprocess.TimeoutExpired:
             shutil.rmtree(directory, ignore_errors=True)
-            return Environment(sklearn, None, "failed",
-                               f"{what} took more than {BUILD_TIMEOUT_S:g} s", builder=builder)
+            return Environment(label, None, "failed",
+                               f"{what} took more than {BUILD_TIMEOUT_S:g} s", builder=builder,
+                               requirements=reqs)
         if proc.returncode:
             shutil.rmtree(directory, ignore_errors=True)
-            return Environment(sklearn, None, "failed",
+            return Environment(label, None, "failed",
                                f"{what}: {build_reason(proc.stderr) or proc.returncode}",
-                               builder=builder)
+                               builder=builder, requirements=reqs)
     python = env_python(directory)
-    env = Environment(sklearn, str(python), "built", packages=_freeze(python),
-                      build_s=time.monotonic() - start, builder=builder)
+    packages = _freeze(python)
+    env = Environment(packages.get("scikit-learn", label), str(python), "built",
+                      packages=packages, build_s=time.monotonic() - start, builder=builder,
+                      requirements=reqs)
     (directory / READY).write_text(json.dumps(env.as_dict(), indent=1))
     return env
+
+
+def _cached_or_built(label: str, reqs: list[str], directory: Path,
+                     rebuild: bool) -> Environment:
+    from filelock import FileLock  # here: the environments import this module without it
+
+    # One builder per environment, even across concurrent persistbench processes.
+    with FileLock(directory.with_name(directory.name + ".lock")):
+        ready = directory / READY
+        if ready.exists() and not rebuild and env_python(directory).exists():
+            known = {f.name for f in fields(Environment)}
+            env = Environment(**{k: v for k, v in json.loads(ready.read_text()).items()
+                                 if k in known})
+            env.source = "cached"
+            return env
+        return _build(label, reqs, directory)
 
 
 def environment(sklearn: str, rebuild: bool = False) -> Environment:
@@ -216,19 +238,64 @@ def environment(sklearn: str, rebuild: bool = False) -> Environment:
 
         return Environment(sklearn, sys.executable, "harness",
                            packages=package_versions(REPORTED))
-    from filelock import FileLock  # here: the environments import this module without it
+    return _cached_or_built(sklearn, requirements(sklearn), _env_dir(sklearn), rebuild)
 
-    directory = _env_dir(sklearn)
-    # One builder per environment, even across concurrent persistbench processes.
-    with FileLock(directory.with_name(directory.name + ".lock")):
-        ready = directory / READY
-        if ready.exists() and not rebuild and env_python(directory).exists():
-            known = {f.name for f in fields(Environment)}
-            env = Environment(**{k: v for k, v in json.loads(ready.read_text()).items()
-                                 if k in known})
-            env.source = "cached"
-            return env
-        return _build(sklearn, directory)
+
+def _requirement_name(req: str) -> str:
+    match = re.match(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)", req)
+    if not match:
+        raise UsageError(f"{req!r} is not a requirement; expected e.g. joblib==1.5.3")
+    return re.sub(r"[-_.]+", "-", match.group(1)).lower()
+
+
+# What the harness's timers and memory readings import inside an environment that measures
+# (`persistbench ab`), besides the measured stack.
+MEASURING = ("psutil",)
+
+
+def pinned_requirements(requested: list[str]) -> list[str]:
+    """The requested requirements, and every other library of the measured stack (and what
+    measuring needs) pinned to the version this interpreter runs: two sides then differ
+    only in what the user named."""
+    named = {_requirement_name(r) for r in requested}
+    pins = []
+    for lib in (*REPORTED, *MEASURING):
+        if lib in named:
+            continue
+        try:
+            pins.append(f"{lib}=={installed_version(lib)}")
+        except PackageNotFoundError:  # not installed here (an extra): left out, as here
+            continue
+    return [*requested, *pins]
+
+
+def requirement_environment(requested: list[str], rebuild: bool = False) -> Environment:
+    """A cached or freshly built venv holding `requested` (e.g. `joblib==1.5.3`) and the rest
+    of the stack as this interpreter has it."""
+    reqs = pinned_requirements(requested)
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    digest = hashlib.sha256(json.dumps(sorted(reqs)).encode()).hexdigest()[:12]
+    return _cached_or_built(" ".join(requested), reqs,
+                            envs_root() / f"reqs-{digest}-py{py}", rebuild)
+
+
+def given_environment(path: Path) -> Environment:
+    """An existing interpreter (a venv's directory or its python), as it is: its packages
+    are read, nothing is installed."""
+    path = Path(path)
+    python = env_python(path) if path.is_dir() else path
+    if not python.is_file() or not os.access(python, os.X_OK):
+        raise UsageError(f"{path}: not a Python interpreter or a venv directory holding one")
+    try:
+        packages = _freeze(python)
+    except (subprocess.SubprocessError, OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot list its packages ({exc}); is it a Python 3 "
+                         "interpreter?") from None
+    missing = [lib for lib in ("scikit-learn", *MEASURING) if lib not in packages]
+    if missing:
+        raise UsageError(f"{path}: {', '.join(missing)} not installed in that environment; "
+                         f"install {'them' if len(missing) > 1 else 'it'} there first")
+    return Environment(packages["scikit-learn"], str(python), "given", packages=packages)
 
 
 def link_dir() -> Path:

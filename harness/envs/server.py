@@ -237,15 +237,22 @@ def running(envs: list[dict], preload: tuple[str, ...] = ()) -> Iterator[list[di
         shutil.rmtree(directory, ignore_errors=True)
 
 
-def request(server: str, function: str, args: dict, workdir: Path) -> subprocess.CompletedProcess:
+def request(server: str, function: str, args: dict, workdir: Path,
+            timeout_s: float | None = None) -> subprocess.CompletedProcess:
     """Have the server fork a child running `function(args)`; how it ended, with what it
-    printed, as `subprocess.run` would report a fresh interpreter."""
+    printed, as `subprocess.run` would report a fresh interpreter. After `timeout_s` the
+    connection is closed, which makes the server kill the child, and TimeoutError is raised."""
     log = Path(workdir) / f"{function.rpartition(':')[2]}.log"
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.connect(server)
         conn.sendall(json.dumps({"function": function, "args": args,
                                  "log": str(log)}).encode() + b"\n")
-        reply = conn.makefile("r").readline()
+        conn.settimeout(timeout_s)
+        try:
+            reply = conn.makefile("r").readline()
+        except TimeoutError:
+            raise TimeoutError(f"{function} ran longer than {timeout_s:g} s and was "
+                               "killed") from None
     if not reply:
         raise RuntimeError(f"the loading server {server} stopped while running {function}")
     output = log.read_text(errors="replace") if log.exists() else ""

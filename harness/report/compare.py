@@ -28,8 +28,10 @@ from dataclasses import dataclass, field
 from persistbench.report.compare_stats import (
     ALPHA,
     MIN_FAMILY,
+    UNSTABLE_SPREAD,
     Evidence,
     common_factor,
+    instability,
     judge_all,
 )
 from persistbench.report.values import Num
@@ -40,6 +42,10 @@ TIME_THRESHOLD_PCT = 10.0
 MEMORY_THRESHOLD_PCT = 5.0
 MEMORY_FLOOR_BYTES = 2**20
 METHOD_DIFFERS = "method differs"  # taken differently on each side: shown, never ratioed
+# What the gate judges by default: what a user decides on. The rest (first predictions,
+# server-start parts, serving experiments' figures) is judged and listed with `--all`.
+HEADLINE = ("load_s", "dump_s", "load_cold_s", "start_total_s", "load_peak_rss_bytes",
+            "dump_peak_rss_bytes", "file_bytes")
 META = {"cell_id", "experiment", "model", "size", "format", "variant", "status", "reason",
         "elapsed_s", "overhead", "pass_status"}
 
@@ -148,6 +154,7 @@ class Row:
     high: float | None = None
     passes: tuple[int, int] = (0, 0)  # passes of A and B
     note: str = ""  # why inconclusive, or "exact"
+    sampling: float | None = None  # two-level bootstrap sd of the log ratio (tested only)
 
 
 @dataclass
@@ -165,6 +172,8 @@ class Comparison:
     factors: dict[str, float] = field(default_factory=dict)  # family -> common factor
     calibration: dict[str, float] = field(default_factory=dict)  # name -> ratio B/A
     spreads: dict[str, float] = field(default_factory=dict)  # family -> run-to-run log sd
+    every_measure: bool = False  # judge every measure, not only HEADLINE
+    unjudged: int = 0  # measures left out (not headline)
     rows: list[Row] = field(default_factory=list)
     status_changes: list[tuple[str, str, str]] = field(default_factory=list)
     only_a: list[str] = field(default_factory=list)
@@ -179,12 +188,13 @@ class Comparison:
 
     def ordered(self) -> list[Row]:
         """Flagged first (worst first), then inconclusive, then the rest."""
-        rank = {"worse": 0, "better": 1, "inconclusive": 2, METHOD_DIFFERS: 3}
+        rank = {"worse": 0, "better": 1, "unstable": 2, "inconclusive": 3, METHOD_DIFFERS: 4}
         return sorted(self.rows, key=lambda r: (rank.get(r.verdict, 3), -abs(r.worse_by)
                                                  if math.isfinite(r.worse_by) else -math.inf))
 
     def counts(self) -> dict[str, int]:
-        out = {"worse": 0, "better": 0, "same": 0, "inconclusive": 0, METHOD_DIFFERS: 0}
+        out = {"worse": 0, "better": 0, "same": 0, "inconclusive": 0, "unstable": 0,
+               METHOD_DIFFERS: 0}
         for r in self.rows:
             out[r.verdict] += 1
         return out
@@ -247,11 +257,12 @@ def _factors(pairs: list[tuple[str, Measure, Measure]]) -> dict[str, float]:
 def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
             threshold_pct: float = TIME_THRESHOLD_PCT,
             memory_threshold_pct: float = MEMORY_THRESHOLD_PCT, alpha: float = ALPHA,
-            drift: bool = True) -> Comparison:
+            drift: bool = True, every_measure: bool = False) -> Comparison:
     cells_a = {c["cell_id"]: c for c in a["cells"]}
     cells_b = {c["cell_id"]: c for c in b["cells"]}
     out = Comparison(a_path, b_path, a["machine"]["machine_id"], b["machine"]["machine_id"],
-                     threshold_pct, memory_threshold_pct, alpha, drift=drift)
+                     threshold_pct, memory_threshold_pct, alpha, drift=drift,
+                     every_measure=every_measure)
     out.only_a = [cid for cid in cells_a if cid not in cells_b]
     out.only_b = [cid for cid in cells_b if cid not in cells_a]
     cal_a = a["machine"].get("calibration") or {}
@@ -272,22 +283,46 @@ def compare(a: dict, b: dict, a_path: str = "A", b_path: str = "B",
         for key, ma in measures(ca).items():
             if key not in mb:
                 continue
+            if not every_measure and key not in HEADLINE:
+                out.unjudged += 1
+                continue
             diff = differing(key, methods_a, methods_b)
             if diff:
                 out.rows.append(_apart_row(cid, ma, mb[key], diff))
             else:
                 pairs.append((cid, ma, mb[key]))
     out.factors = _factors(pairs) if drift else {}
-    noisy = [(cid, ma, mb) for cid, ma, mb in pairs if ma.noisy and not _under_floor(ma, mb)]
+    unstable = {(cid, ma.key): spread for cid, ma, mb in pairs
+                if (spread := _unstable(ma, mb)) is not None}
+    noisy = [(cid, ma, mb) for cid, ma, mb in pairs if ma.noisy and not _under_floor(ma, mb)
+             and (cid, ma.key) not in unstable]
     judgements, out.level = judge_all([_evidence(ma, mb, out) for _, ma, mb in noisy], alpha)
     out.tested = sum(j.p_value is not None for j in judgements)
     out.spreads = {ma.family: j.spread for (_, ma, _), j in zip(noisy, judgements, strict=True)
                    if j.p_value is not None}
     judged = {(cid, ma.key): j for (cid, ma, _), j in zip(noisy, judgements, strict=True)}
     for cid, ma, mb in pairs:
-        out.rows.append(_row(cid, ma, mb, judged.get((cid, ma.key)), cal_a, cal_b,
-                             out.cross_machine))
+        row = _row(cid, ma, mb, judged.get((cid, ma.key)), cal_a, cal_b, out.cross_machine)
+        if (cid, ma.key) in unstable:
+            row.verdict, row.flag, row.decisive = "unstable", "", False
+            row.note = (f"samples spread x{unstable[cid, ma.key]:.1f} between their quartiles "
+                        f"within a run (over x{UNSTABLE_SPREAD:g}: bimodal or heavy-tailed); "
+                        f"A {_range(ma)}, B {_range(mb)}: never fails the gate")
+        out.rows.append(row)
     return out
+
+
+def _unstable(ma: Measure, mb: Measure) -> float | None:
+    """The wider quartile spread of the two sides when either is beyond UNSTABLE_SPREAD."""
+    if not _is_time(ma):
+        return None
+    spreads = [s for s in (instability(ma.passes), instability(mb.passes)) if s is not None]
+    return max(spreads) if spreads and max(spreads) > UNSTABLE_SPREAD else None
+
+
+def _range(m: Measure) -> str:
+    values = [v for p in m.passes for v in p]
+    return f"{min(values):.3g}-{max(values):.3g}"
 
 
 def _under_floor(ma: Measure, mb: Measure) -> bool:
@@ -335,6 +370,7 @@ def _row(cid: str, ma: Measure, mb: Measure, judgement, cal_a: dict, cal_b: dict
         row.relative, row.low, row.high = judgement.relative, judgement.low, judgement.high
         row.p_value, row.verdict, row.note = judgement.p_value, judgement.verdict, \
             judgement.reason
+        row.sampling = judgement.sampling if judgement.p_value is not None else None
         row.decisive = row.verdict in ("worse", "better")
         if row.decisive:
             row.worse_by = _worse_by(judgement.relative, ma.lower_is_better)

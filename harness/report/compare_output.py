@@ -70,6 +70,41 @@ def smallest_flaggable(comp: Comparison, family: str) -> float:
     return math.exp(math.log1p(pct / 100) + z * comp.spreads[family])
 
 
+def power_lines(comp: Comparison, target: float = 1.05, power: float = 0.8) -> list[str]:
+    """Per family: the smallest change flagged with `power` probability given its typical
+    spread (its cells' bootstrap sd and the family's run-to-run spread, as the rule combines
+    them), and the passes a side `target` would need. Only the bootstrap part shrinks with
+    more passes: when the run-to-run spread alone is too wide, no number of passes reaches
+    the target, and a same-session `persistbench ab` is the way."""
+    from statistics import median
+
+    from scipy.stats import norm
+
+    z = float(norm.isf((1 - comp.level) / 2) + norm.isf(1 - power))
+    out = []
+    for family, spread in sorted(comp.spreads.items()):
+        rows = [r for r in comp.rows if r.key == family and r.sampling is not None]
+        if not rows:
+            continue
+        sampling = median(r.sampling for r in rows)
+        passes = int(median(min(r.passes) for r in rows))
+        pct = comp.memory_threshold if family.endswith("_bytes") else comp.threshold
+        limit = math.log1p(pct / 100)
+        smallest = math.exp(limit + z * math.hypot(sampling, spread))
+        room = (math.log(target) - (limit if target > 1 + pct / 100 else 0.0)) / z
+        at = "" if target > 1 + pct / 100 else " at --threshold 0"
+        if spread >= room:
+            need = (f"unreachable by more passes{at} (run-to-run spread {spread:.2f} alone "
+                    "is too wide: use `persistbench ab`)")
+        else:
+            k = math.ceil(passes * sampling ** 2 / (room ** 2 - spread ** 2))
+            need = f"{max(k, 2)} passes a side{at} ({max(k - passes, 0)} more)"
+        out.append(f"  {family}: x{smallest:.2f} from {passes} passes a side; "
+                   f"{target - 1:.0%} needs {need}")
+    return ([f"could detect (with {power:.0%} probability, per measure family):", *out]
+            if out else [])
+
+
 def print_comparisons(comparisons: list[Comparison], show_all: bool = False, console=None
                       ) -> None:
     from rich.console import Console
@@ -85,11 +120,14 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
         for line in rule_text(comp):
             console.print(line, highlight=False)
         console.print(drift_text(comp), highlight=False)
+        for line in power_lines(comp):
+            console.print(line, highlight=False)
         for family, factor in comp.shared_shift().items():
             console.print(f"[yellow]every {family} moved x{factor:.2f} together[/yellow]: "
                           "the machine (see calibration) or a change shared by all formats; "
                           "cells are judged relative to it", highlight=False)
-        rows = comp.ordered() if show_all else [r for r in comp.ordered() if r.flag]
+        rows = comp.ordered() if show_all else [r for r in comp.ordered()
+                                                if r.flag or r.verdict == "unstable"]
         if rows:
             table = Table("change", "measure", "B/A*", "interval", box=None,
                           pad_edge=False, header_style="bold")
@@ -103,13 +141,20 @@ def print_comparisons(comparisons: list[Comparison], show_all: bool = False, con
             console.print(table)
             console.print("* relative to the family's common factor when one was used",
                           highlight=False)
+            for r in rows:
+                if r.verdict == "unstable":
+                    console.print(f"unstable {short_cell(r.cell_id)} {r.key}: {r.note}",
+                                  highlight=False)
         counts = comp.counts()
         console.print(f"{len(comp.rows)} measures in {len({r.cell_id for r in comp.rows})} "
                       f"matching cells: {counts['worse']} worse, {counts['better']} better, "
-                      f"{counts['same']} same, {counts['inconclusive']} inconclusive"
+                      f"{counts['same']} same, {counts['inconclusive']} inconclusive, "
+                      f"{counts['unstable']} unstable (never fail the gate)"
                       + (f", {counts[METHOD_DIFFERS]} taken with different methods (not "
                          "compared)" if counts[METHOD_DIFFERS] else "")
-                      + ("" if show_all else " (--all lists every measure)"),
+                      + (f"; {comp.unjudged} measures beyond the headline ones not judged "
+                         "(--all judges and lists every measure)" if comp.unjudged else "")
+                      + ("" if show_all or comp.unjudged else " (--all lists every measure)"),
                       highlight=False)
         for cid, sa, sb in comp.status_changes:
             console.print(f"[yellow]status changed[/yellow] {cid}: {sa} -> {sb}",

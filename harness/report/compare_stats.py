@@ -38,6 +38,13 @@ MIN_PASSES = 2  # per side: with one pass the between-run variation is unknown
 MIN_SAMPLES = 3  # per side, over all passes
 MIN_FAMILY = 5  # cells a family needs for its own run-to-run spread
 BOOTSTRAP = 2000  # replicates per side and measure
+# A timing whose samples within one run spread wider than this (upper over lower quartile of
+# all its passes pooled) is bimodal or heavy-tailed: a one-row predict that sometimes waits
+# tens of ms (kneighbors small pickle-p5: 0.5-196 ms) has no single value to gate on. The
+# quartiles, not the extremes: a couple of spikes in fifteen samples is noise the test
+# handles, a second mode holding a quarter of them is not.
+UNSTABLE_SPREAD = 2.5
+MIN_UNSTABLE_SAMPLES = 6
 _MAX_CHUNK = 4_000_000  # bootstrap values held in memory at once
 
 
@@ -69,6 +76,15 @@ class Judgement:
 
 def pooled_median(passes: Sequence[Sequence[float]]) -> float:
     return float(np.median(np.concatenate([np.asarray(p, float) for p in passes])))
+
+
+def instability(passes: Sequence[Sequence[float]]) -> float | None:
+    """Upper over lower quartile of a side's pooled samples; None with too few samples."""
+    pooled = np.concatenate([np.asarray(p, float) for p in passes]) if passes else np.array([])
+    if len(pooled) < MIN_UNSTABLE_SAMPLES:
+        return None
+    low, high = np.quantile(pooled, [0.25, 0.75])
+    return float(high / low) if low > 0 else math.inf
 
 
 def enough(passes: Sequence[Sequence[float]]) -> str:
