@@ -248,7 +248,7 @@ def persistbench(*args: str, cwd: Path, cache: Path) -> subprocess.CompletedProc
 
 @pytest.mark.parametrize("args, needle", [
     (["advise", "missing.joblib"], "missing.joblib: no such model file"),
-    (["run", "--data", "t.csv"], "--data and --trust apply to --model-file"),
+    (["run", "--data", "t.csv"], "--data, --trust and --unconfined apply to --model-file"),
     (["advise", "t.csv", "--data", "t.xlsx"], "unknown kind '.xlsx'"),
 ])
 def test_bad_model_file_usage_exits_2_with_one_line(tmp_path, args, needle):

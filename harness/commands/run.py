@@ -78,10 +78,11 @@ def plan_cells(args) -> list:
     if args.model_file:
         from persistbench.commands.advise import model_source
 
-        entry = model_source(args.model_file, args.data, trusted(args.trust))
+        entry = model_source(args.model_file, args.data, trusted(args.trust),
+                             args.unconfined)
         own.append((entry.name, [CUSTOM_SIZE]))
-    elif args.data or args.trust:
-        raise UsageError("--data and --trust apply to --model-file")
+    elif args.data or args.trust or args.unconfined:
+        raise UsageError("--data, --trust and --unconfined apply to --model-file")
     options = {"repeat": args.repeat or prof["repeat"], "seed": args.seed,
                "processes": args.processes,
                "starts": prof["starts"] if args.starts is None else args.starts,

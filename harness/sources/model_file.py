@@ -24,9 +24,11 @@ from typing import TYPE_CHECKING, Any
 from persistbench.sources.models import (
     CUSTOM_SIZE,
     MODEL_FILE_PREFIX,
+    MODEL_FILE_TAG,
     ModelSpec,
     UsageError,
     cache_dir,
+    cache_path,
 )
 
 LOADABLE = ("pickle", "joblib", "cloudpickle", "skops")
@@ -56,6 +58,7 @@ class ModelFile:
     data_sha256: str | None
     trusted: tuple[str, ...]
     skops_trusted: tuple[str, ...]  # the types skops lists, each allowed or trusted by the audit
+    unconfined: bool = False  # the user chose to load it without confinement (`--unconfined`)
 
 
 def sha256_file(path: Path) -> str:
@@ -125,7 +128,7 @@ def _skops_admitted(path: Path, report: AuditReport) -> tuple[str, ...]:
 
 
 def register(path: Path, data: Path | None, report: AuditReport,
-             trusted: tuple[str, ...] = ()) -> ModelFile:
+             trusted: tuple[str, ...] = (), unconfined: bool = False) -> ModelFile:
     """Record an admitted file so child processes can resolve its model name."""
     path, data = Path(path).resolve(), Path(data).resolve() if data else None
     sha = sha256_file(path)
@@ -135,7 +138,8 @@ def register(path: Path, data: Path | None, report: AuditReport,
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     entry = ModelFile(name=f"{MODEL_FILE_PREFIX}{path.name}@{key}", path=str(path), sha256=sha,
                       format=report.format, data=str(data) if data else None,
-                      data_sha256=data_sha, trusted=tuple(trusted), skops_trusted=skops_trusted)
+                      data_sha256=data_sha, trusted=tuple(trusted), skops_trusted=skops_trusted,
+                      unconfined=unconfined)
     from persistbench.results.schema import write_atomic
 
     write_atomic(descriptor_dir() / f"{key}.json", asdict(entry))
@@ -191,8 +195,9 @@ def describe_estimator(est: Any) -> str:
     return names[0] + (f": {' -> '.join(names[1:])}" if len(names) > 1 else "")
 
 
-def _info_path(entry: ModelFile, seed: int) -> Path:
-    return descriptor_dir() / f"{entry.name.rpartition('@')[2]}-seed{seed}.info.json"
+def _info_path(spec: ModelSpec, seed: int) -> Path:
+    """Beside the cached model, in the one folder its confined loader may write."""
+    return cache_path(spec, CUSTOM_SIZE, seed).with_suffix(".info.json")
 
 
 def spec_for(name: str) -> ModelSpec:
@@ -210,7 +215,7 @@ def spec_for(name: str) -> ModelSpec:
         rows = evaluation_rows(est, data, seed)
         from persistbench.results.schema import write_atomic
 
-        write_atomic(_info_path(entry, seed), {
+        write_atomic(_info_path(spec, seed), {
             "file": entry.path, "file_sha256": entry.sha256, "file_format": entry.format,
             "estimator": describe_estimator(est),
             "estimator_class": f"{type(est).__module__}.{type(est).__qualname__}",
@@ -220,12 +225,13 @@ def spec_for(name: str) -> ModelSpec:
 
     def info(size: str, seed: int) -> dict:
         try:
-            return json.loads(_info_path(entry, seed).read_text())
+            return json.loads(_info_path(spec, seed).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
     params = {"file_sha256": entry.sha256, "data_sha256": entry.data_sha256,
-              "trusted": list(entry.trusted)}
-    return ModelSpec(name=name, build=build, tags=("user", "model-file"),
+              "trusted": list(entry.trusted), "confined": not entry.unconfined}
+    spec = ModelSpec(name=name, build=build, tags=("user", MODEL_FILE_TAG),
                      description=f"model file {entry.path} ({entry.format})",
                      params={CUSTOM_SIZE: params}, source=entry.path, info=info)
+    return spec
