@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from persistbench.commands.options import (
@@ -55,6 +56,7 @@ def model_source(path: Path, data: Path | None, trust: tuple[str, ...],
     process the command refuses, unless `--unconfined` says to load it without (then only
     the static walk stands between the file and the user's account)."""
     from persistbench.audit import render
+    from persistbench.schedule.capped import audit_capped
     from persistbench.schedule.confine import unavailable
     from persistbench.schedule.detonate import add_load_stage
 
@@ -69,9 +71,10 @@ def model_source(path: Path, data: Path | None, trust: tuple[str, ...],
     if reason:
         print(f"persistbench: warning: {reason}; loading {path} unconfined (--unconfined)",
               file=sys.stderr)
-    report = admit(Path(path), trust)
+    started = time.monotonic()
+    report = admit(Path(path), trust, audit_capped)
     if not reason:
-        add_load_stage(report, trust)
+        add_load_stage(report, trust, started)
         if report.findings:
             raise Refused(f"{render(report)}\nrefused: {path} is not loaded any further: "
                           "its confined load attempted what a model file never needs")

@@ -30,8 +30,10 @@ def execute(args) -> int:
     """Exit 0 clean, 1 flagged, 2 not a model file the audit understands: usable as a gate
     before loading a file."""
     import json
+    import time
 
-    from persistbench.audit import Unreadable, audit, render
+    from persistbench.audit import Unreadable, render
+    from persistbench.schedule.capped import audit_capped
 
     if args.regenerate_allowlist:
         from persistbench.audit.allowlist import main as regenerate
@@ -47,8 +49,9 @@ def execute(args) -> int:
         if reason:
             raise UsageError(f"audit: {reason}; the load stage needs it: pass --static-only "
                              "to audit without loading")
-    try:
-        report = audit(args.file, trusted)
+    started = time.monotonic()
+    try:  # in a child whose memory and time the kernel caps, confined where it can be
+        report = audit_capped(args.file, trusted, confined=not args.static_only)
     except Unreadable as exc:
         if args.json:
             print(json.dumps({"path": str(args.file), "exit_status": 2, "error": str(exc)}))
@@ -56,7 +59,7 @@ def execute(args) -> int:
     if not args.static_only:
         from persistbench.schedule.detonate import add_load_stage
 
-        add_load_stage(report, trusted)
+        add_load_stage(report, trusted, started)
     print(json.dumps(report.to_json(), indent=1, ensure_ascii=True) if args.json
           else render(report))
     return report.exit_status

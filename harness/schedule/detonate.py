@@ -29,6 +29,8 @@ from persistbench.audit import AuditReport, Finding
 from persistbench.audit.policy import VALUE, classify, resolve
 
 WALL_S = 15.0
+TOTAL_S = 28.0  # both stages of one audit end within this
+MIN_LOAD_S = 2.0  # less than this left for the load stage: a finding, not a hurried load
 CPU_S = 15
 BASE_MEMORY = 1 << 30  # the interpreter, numpy and scikit-learn map about 600 MB
 LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
@@ -92,9 +94,9 @@ def _events(proc: subprocess.Popen, fd: int, deadline: float) -> tuple[list[dict
                                    "detail": line[:200].decode("ascii", "replace")})
 
 
-def _ending(returncode: int, timed_out: bool, cpu_s: int) -> tuple[str, str]:
+def _ending(returncode: int, timed_out: bool, cpu_s: int, wall_s: float) -> tuple[str, str]:
     if timed_out:
-        return "time", f"still loading after {WALL_S:g} s of wall time; killed"
+        return "time", f"still loading after {wall_s:g} s of wall time; killed"
     if returncode >= 0:
         return ("finished", "") if returncode == 0 else \
             ("crashed", f"the loading process exited with status {returncode}")
@@ -107,14 +109,14 @@ def _ending(returncode: int, timed_out: bool, cpu_s: int) -> tuple[str, str]:
     return "crashed", f"the loading process died of {name}"
 
 
-def run_load_stage(path: Path, fmt: str, *, confined: bool = True, wall_s: float = WALL_S,
-                   cpu_s: int = CPU_S, memory_bytes: int | None = None) -> LoadStage:
+def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
+                   memory_bytes: int | None = None) -> LoadStage:
     """Load `path` as `fmt` in a fresh confined interpreter; never raises for the file."""
     stage = LoadStage(LOADERS[fmt])
     scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
     read_fd, write_fd = os.pipe()
     request = {"path": str(Path(path).resolve()), "loaders": list(stage.loaders),
-               "scratch": str(scratch), "fd": write_fd, "confine": confined,
+               "scratch": str(scratch), "fd": write_fd,
                "memory_bytes": memory_bytes or memory_cap(path), "cpu_s": cpu_s,
                "cloudpickle": fmt == "cloudpickle"}
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
@@ -136,7 +138,7 @@ def run_load_stage(path: Path, fmt: str, *, confined: bool = True, wall_s: float
         stage.seconds = time.monotonic() - started
         _absorb(stage, events)
         if stage.ending == "finished":  # the child may have said otherwise already
-            stage.ending, stage.detail = _ending(proc.returncode, timed_out, cpu_s)
+            stage.ending, stage.detail = _ending(proc.returncode, timed_out, cpu_s, wall_s)
         if stage.ending == "crashed" and stderr:
             stage.detail += ": " + stderr.decode("utf-8", "backslashreplace").strip()[-300:]
         stage.written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
@@ -207,19 +209,25 @@ def summary(stage: LoadStage) -> str:
             + f"; {len(stage.resolved)} globals resolved; {attempts}")
 
 
-def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (), *,
-                   confined: bool = True) -> LoadStage | None:
+def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
+                   started: float | None = None) -> LoadStage | None:
     """Run the load stage for an audited file and fold its findings into the report.
 
     Skipped when the static walk already stopped at one of its budgets (the file is
-    flagged, and a bomb should not get a second go) or the format has no loader here."""
+    flagged, and a bomb should not get a second go) or the format has no loader here.
+    `started` (monotonic): when the static stage began; both end within `TOTAL_S`."""
     if report.format not in LOADERS:
         report.notes.append(f"load stage: no loader for {report.format} files")
         return None
     if any(f.kind in ("budget", "audit-error") for f in report.findings):
         report.notes.append("load stage: skipped, the static walk stopped at a budget")
         return None
-    stage = run_load_stage(Path(report.path), report.format, confined=confined)
+    left = TOTAL_S - (time.monotonic() - started) if started is not None else WALL_S
+    if left < MIN_LOAD_S:
+        report.findings.append(Finding("budget", "load stage", "the static walk took the "
+                                       f"audit's {TOTAL_S:g} s: no time left to load it"))
+        return None
+    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left))
     report.details["load_stage"] = stage.to_json()
     report.notes.append(summary(stage))
     report.findings += findings(stage, report, trusted)

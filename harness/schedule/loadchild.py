@@ -128,15 +128,13 @@ def main(request: dict) -> None:
     for loader in request["loaders"]:
         _import_loader(loader)
     os.chdir(request["scratch"])
-    if request["confine"]:
-        try:
-            applied = confine(Limits(writable=(request["scratch"],),
-                                     memory_bytes=request["memory_bytes"],
-                                     cpu_s=request["cpu_s"]))
-        except Unconfinable as exc:
-            pipe.send(unconfinable=str(exc))
-            os._exit(3)
-        pipe.send(confined=applied)
+    try:
+        applied = confine(Limits(writable=(request["scratch"],),
+                                 memory_bytes=request["memory_bytes"], cpu_s=request["cpu_s"]))
+    except Unconfinable as exc:
+        pipe.send(unconfinable=str(exc))
+        os._exit(3)
+    pipe.send(confined=applied)
     sys.addaudithook(make_hook(pipe, request["cloudpickle"]))
     for loader in request["loaders"]:
         started = time.perf_counter()

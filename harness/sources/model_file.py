@@ -82,10 +82,16 @@ def _covers(trusted: str, flagged: str) -> bool:
 TRUSTABLE_KINDS = ("import", "call")
 
 
-def admit(path: Path, trusted: tuple[str, ...] = ()) -> AuditReport:
-    """Audit the file (nothing loaded); return the report, or raise `Refused` / `UsageError`."""
-    from persistbench.audit import Unreadable, audit, render
+def admit(path: Path, trusted: tuple[str, ...] = (), auditor=None) -> AuditReport:
+    """Audit the file (nothing loaded); return the report, or raise `Refused` / `UsageError`.
 
+    `auditor(path, trusted)`: how the static audit is run (the commands run it in a capped
+    child process); in this process by default."""
+    from persistbench.audit import Unreadable, render
+
+    if auditor is None:
+        from persistbench.audit import audit as auditor
+    audit = auditor
     try:
         report = audit(path, ())
     except Unreadable as exc:
@@ -134,7 +140,8 @@ def register(path: Path, data: Path | None, report: AuditReport,
     sha = sha256_file(path)
     data_sha = sha256_file(data) if data else None
     skops_trusted = _skops_admitted(path, report) if report.format == "skops" else ()
-    key_source = json.dumps([sha, data_sha, sorted(trusted), skops_trusted])
+    key_source = json.dumps([sha, data_sha, sorted(trusted), skops_trusted]
+                            + (["unconfined"] if unconfined else []))
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     entry = ModelFile(name=f"{MODEL_FILE_PREFIX}{path.name}@{key}", path=str(path), sha256=sha,
                       format=report.format, data=str(data) if data else None,
