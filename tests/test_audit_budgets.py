@@ -80,6 +80,15 @@ def test_a_shared_state_dict_is_checked_once(tmp_path):
     assert not [f for f in report.findings if f.kind == "budget"]
 
 
+def test_a_relative_path_is_audited_from_where_the_user_stands(tmp_path, monkeypatch):
+    from persistbench.schedule.capped import audit_capped
+
+    (tmp_path / "model.pkl").write_bytes(b"\x80\x04}\x94.")
+    monkeypatch.chdir(tmp_path)
+    report = audit_capped("model.pkl")
+    assert report.exit_status == 0 and report.path == "model.pkl"
+
+
 def test_a_schema_of_millions_of_values_is_refused_before_parsing(tmp_path):
     path = tmp_path / "bomb.skops"
     skops_many_dicts(path)

@@ -304,7 +304,7 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
             raise StreamError("unpickling stack underflow")
         return stack[-1]
 
-    for name, arg, pos in read_opcodes(src):
+    for name, arg, pos in read_opcodes(src, c_unpickler=not walk.joblib):
         walk.opcodes += 1
         if walk.opcodes % 1024 == 0:  # no opcode costs more than a bounded scan
             if walk.opcodes > budget.opcodes:

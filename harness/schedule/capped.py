@@ -34,7 +34,8 @@ def audit_capped(path: Path | str, trusted: tuple[str, ...] = (), confined: bool
     """`persistbench.audit.audit` in a capped child; raises `Unreadable` as it does."""
     path = Path(path)
     budget = Budget()
-    request = {"path": os.fsencode(path).decode("latin-1"), "trusted": list(trusted),
+    # absolute: the child works in a folder of its own
+    request = {"path": os.fsencode(path.absolute()).decode("latin-1"), "trusted": list(trusted),
                "confined": confined}
     with tempfile.TemporaryDirectory(prefix="persistbench-audit-") as scratch:
         try:
