@@ -113,6 +113,22 @@ def test_a_benign_model_loads_clean_and_confined(benign, name):
     assert report.exit_status == 0
 
 
+@pytest.mark.slow
+def test_a_benign_onnx_model_leaves_nothing_behind(benign, tmp_path):
+    """onnxruntime writes a cache under $HOME at every session: the runtime's doing, not the
+    file's, so the load stage gives it a home where nothing can be created."""
+    pytest.importorskip("skl2onnx", reason="the onnx extra")
+    from persistbench.sources.formats import FORMATS
+
+    est = joblib.load(benign / "model.joblib")
+    path = tmp_path / "model.onnx"
+    FORMATS["onnx"].dump(est, path, np.zeros((2, 3)))
+    report = audit(path)
+    stage = add_load_stage(report)
+    assert stage.outcomes[0]["outcome"] == "loaded" and not stage.written
+    assert report.exit_status == 0
+
+
 def _payload(name: str):
     return next(p for p in PAYLOADS if p.name == name)
 

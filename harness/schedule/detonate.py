@@ -120,7 +120,10 @@ def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int =
                "memory_bytes": memory_bytes or memory_cap(path), "cpu_s": cpu_s,
                "cloudpickle": fmt == "cloudpickle"}
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "HOME": str(scratch), "TMPDIR": str(scratch)}
+           "MKL_NUM_THREADS": "1", "TMPDIR": str(scratch),
+           # a home nothing can be created in: onnxruntime makes ~/.cache/Microsoft at every
+           # session, which is the runtime, not the file, and would read as a file left behind
+           "HOME": os.devnull}
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
