@@ -205,7 +205,8 @@ def test_advise_refuses_a_file_whose_confined_load_attempts_something(tmp_path):
 
 def test_the_training_child_of_a_model_file_is_confined(tmp_path, monkeypatch):
     """A registered file that slipped past both stages still cannot act when the runner
-    loads it: the child that loads it is killed at its first forbidden call."""
+    loads it: its `os.system` fails (quietly, since libraries may try a program on their
+    own), and the load ends with no estimator."""
     from persistbench.schedule.runner import train_model
     from persistbench.sources.model_file import register
 
@@ -217,5 +218,5 @@ def test_the_training_child_of_a_model_file_is_confined(tmp_path, monkeypatch):
     report.format, report.findings = "pickle", []  # as if both stages had been fooled
     entry = register(bad, None, report)
     outcome = train_model(entry.name, "custom", 0, tmp_path)
-    assert outcome["status"] == "crashed" and outcome.get("signal") == "SIGSYS", outcome
+    assert outcome["status"] == "error" and "not an estimator" in outcome["reason"], outcome
     assert not canary.exists()

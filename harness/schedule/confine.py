@@ -79,6 +79,9 @@ class Limits:
     memory_bytes: int | None = None
     cpu_s: int | None = None
     mode: str = LOAD
+    # Programs and sockets fail with EPERM instead of killing the process: for loads whose
+    # libraries may try one on their own (loky runs `lscpu` to count cores) and cope
+    refuse_quietly: bool = False
     file_bytes: int = 8 << 30
 
 
@@ -178,24 +181,27 @@ def apply_landlock(limits: Limits) -> int:
     return abi
 
 
-def apply_seccomp(mode: str) -> None:
+def apply_seccomp(mode: str, refuse_quietly: bool = False) -> None:
     """Kill the process at any system call a load (or a measuring cell) never makes."""
     import pyseccomp as sc
 
     flt = sc.SyscallFilter(sc.ALLOW)
     flt.set_attr(sc.Attr.ACT_BADARCH, sc.KILL_PROCESS)  # no 32-bit side door
-    killed = _ALWAYS_KILLED + (_PROGRAM_CALLS if mode == LOAD else ())
-    for name in killed:
+    refuse = sc.ERRNO(errno.EPERM) if refuse_quietly else sc.KILL_PROCESS
+    rules = [(sc.KILL_PROCESS, name) for name in _ALWAYS_KILLED]
+    if mode == LOAD:
+        rules += [(refuse, name) for name in _PROGRAM_CALLS]
+    for action, name in rules:
         try:
-            flt.add_rule(sc.KILL_PROCESS, name)
+            flt.add_rule(action, name)
         except (ValueError, OSError, RuntimeError):
             continue  # a call this architecture does not have
     # glibc creates threads with clone3 and falls back to clone, whose flags a filter sees.
     flt.add_rule(sc.ERRNO(errno.ENOSYS), "clone3")
     if mode == LOAD:
-        flt.add_rule(sc.KILL_PROCESS, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
-        flt.add_rule(sc.KILL_PROCESS, "socket")
-        flt.add_rule(sc.KILL_PROCESS, "socketpair")
+        flt.add_rule(refuse, "clone", sc.Arg(0, sc.MASKED_EQ, _CLONE_THREAD, 0))
+        flt.add_rule(refuse, "socket")
+        flt.add_rule(refuse, "socketpair")
     else:  # Unix sockets only (the forkserver); no network
         flt.add_rule(sc.KILL_PROCESS, "socket", sc.Arg(0, sc.NE, 1))
     flt.load()
@@ -227,7 +233,7 @@ def confine(limits: Limits) -> dict:
         raise Unconfinable(reason)
     apply_rlimits(limits)
     abi = apply_landlock(limits)
-    apply_seccomp(limits.mode)
+    apply_seccomp(limits.mode, limits.refuse_quietly)
     return {"landlock_abi": abi, "seccomp": True, "mode": limits.mode,
             "writable": list(limits.writable), "memory_bytes": limits.memory_bytes,
             "cpu_s": limits.cpu_s}

@@ -41,12 +41,22 @@ def _confined_spec(model: str):
     return spec if MODEL_FILE_TAG in spec.tags and confined else None
 
 
+def _count_cores_now() -> None:
+    """Before confinement: loky counts physical cores by running `lscpu`, and scikit-learn
+    sizes its OpenMP pools by that count; counted (and cached) here, a confined cell uses
+    the threads an unconfined one would."""
+    from joblib import cpu_count
+
+    cpu_count(only_physical_cores=True)
+
+
 def _confine_step(cell: Cell, workdir: str, result_path: str) -> None:
     """A cell on a user's model file measures a model loaded from that file: its steps run
     confined too (they may start the harness's interpreter, confined the same way, for
     servers), writing only in the cell's folders, shared memory and its own peak-memory
     reset (`/proc/self/clear_refs`)."""
     if cell.needs_model and _confined_spec(cell.model) is not None:
+        _count_cores_now()
         import os
         import tempfile
 
@@ -99,7 +109,9 @@ def train(model: str, size: str, seed: int, result_path: str) -> None:
         if not cached and _confined_spec(model) is not None:
             folder = cache_path(spec, size, seed).parent
             folder.mkdir(parents=True, exist_ok=True)
-            confine(Limits(writable_paths(folder, Path(result_path).parent), mode=LOAD))
+            _count_cores_now()
+            confine(Limits(writable_paths(folder, Path(result_path).parent), mode=LOAD,
+                           refuse_quietly=True))
         path = train_into_cache(spec, size, seed)
         outcome = {"status": "ok", "cache": str(path), "was_cached": cached,
                    "train_s": None if cached else time.perf_counter() - start,
