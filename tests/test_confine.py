@@ -220,3 +220,18 @@ def test_the_training_child_of_a_model_file_is_confined(tmp_path, monkeypatch):
     outcome = train_model(entry.name, "custom", 0, tmp_path)
     assert outcome["status"] == "error" and "not an estimator" in outcome["reason"], outcome
     assert not canary.exists()
+
+
+def test_advise_refuses_without_confinement_unless_unconfined(benign, tmp_path, monkeypatch):
+    from persistbench.commands.advise import model_source
+    from persistbench.sources.models import UsageError
+
+    monkeypatch.setenv("PERSISTBENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(confine_module, "unavailable", lambda: "confinement needs Linux")
+    with pytest.raises(UsageError, match="pass --unconfined"):
+        model_source(benign / "model.pkl", None, ())
+    entry = model_source(benign / "model.pkl", None, (), unconfined=True)
+    assert entry.unconfined
+    from persistbench.schedule.worker import _confined_spec
+
+    assert _confined_spec(entry.name) is None  # the runner will load it unconfined, as asked
