@@ -33,8 +33,11 @@ TOTAL_S = 28.0  # both stages of one audit end within this
 MIN_LOAD_S = 2.0  # less than this left for the load stage: a finding, not a hurried load
 CPU_S = 15
 BASE_MEMORY = 1 << 30  # the interpreter, numpy and scikit-learn map about 600 MB
+# A joblib file is a pickle too: pickle.load reads it up to the first array's bytes (where a
+# crafted file can put opcodes that only pickle.load runs), then stops, cheaply.
 LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
-           "joblib": ("joblib.load",), "skops": ("skops.io.load",), "onnx": ("onnxruntime",)}
+           "joblib": ("joblib.load", "pickle.load"), "skops": ("skops.io.load",),
+           "onnx": ("onnxruntime",)}
 MAX_EVENTS = 10_000
 
 
