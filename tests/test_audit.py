@@ -349,3 +349,44 @@ def test_corpus_small_run(tmp_path):
     assert summary["malicious_verified_executing"] == summary["malicious_with_payload"] >= 30
     assert summary["techniques_covered"] == [1, 2, 3, 4, 5]
     assert summary["audit_forbidden_events"] == [] and summary["canaries_after_audit"] == []
+
+
+# ------------------------------------------------------------ the walk reads as loaders do
+
+def test_int_and_long_arguments_read_as_each_unpickler_reads_them():
+    """Random INT/LONG lines: the walk's value (or refusal) is the C unpickler's for
+    pickle.load and the pure-Python unpickler's for joblib.load (`010`, `0x1`, `1_0`, NUL)."""
+    import random
+
+    from persistbench.audit.integers import read_int, read_long
+
+    rng = random.Random(7)
+    alphabet = [b"0", b"1", b"7", b"8", b"9", b"x", b"X", b"a", b"f", b"o", b"b", b"_", b" ",
+                b"-", b"+", b"\t", b"\0", b"L", b"\xff", b"\r"]
+    lines = [b"010", b"0x10", b"0o17", b"1_0", b"", b" 1", b"00", b"01", b"1\0zz",
+             b"9223372036854775808"]
+    lines += [b"".join(rng.choice(alphabet) for _ in range(rng.randint(0, 6)))
+              for _ in range(4000)]
+    for line in lines:
+        for opcode, reader in ((b"I", read_int), (b"L", read_long)):
+            for c_unpickler, loads in ((True, pickle.loads), (False, pickle._loads)):
+                try:
+                    expected = loads(opcode + line + b"\n.")
+                except Exception:
+                    expected = ValueError
+                try:
+                    got = reader(line + b"\n", c_unpickler)
+                except ValueError:
+                    got = ValueError
+                assert (got, type(got)) == (expected, type(expected)), (opcode, line)
+
+
+def test_a_payload_only_the_c_unpickler_reaches_is_flagged_for_it(tmp_path):
+    """`I010` is 8 to pickle.load and an error to joblib.load: the walk follows pickle.load
+    past it instead of stopping with joblib's reading."""
+    path = tmp_path / "octal.pkl"
+    path.write_bytes(b"\x80\x02I010\n0cos\nsystem\nX\x04\x00\x00\x00trueR.")
+    report = audit(path)
+    assert report.exit_status == 1
+    assert any(f.name in ("os.system", "posix.system") and f.loader == "pickle.load"
+               for f in report.findings)

@@ -89,7 +89,10 @@ def _audit(path: Path, trusted: tuple[str, ...], budget: Budget) -> AuditReport:
             raise Unreadable("empty file")
         is_zip = zipfile.is_zipfile(path)
         joblib = read_joblib(path, head, trusted, budget)
-        if joblib and joblib.compression is None and not joblib.walk.wrapper_seen:
+        # One reading stands for both loaders only when joblib's went to the end: the two
+        # unpicklers read INT differently (`010`), so where joblib's stops pickle's may not.
+        if (joblib and joblib.complete and joblib.compression is None
+                and not joblib.walk.wrapper_seen):
             joblib.walk.loader = "pickle.load, joblib.load"  # the same bytes, the same way
             for finding in joblib.walk.findings:
                 finding.loader = joblib.walk.loader

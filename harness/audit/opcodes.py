@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from persistbench.audit.budget import BudgetExceeded
+from persistbench.audit.integers import read_int, read_long
 
 INLINE_LIMIT = 4096  # longer byte/string arguments are skipped, not kept
 MAX_LINE = 1 << 16
@@ -120,7 +121,7 @@ def _decode(name: str, data: bytes) -> Any:
     return data
 
 
-def _argument(op: pickletools.OpcodeInfo, src: Source) -> Any:
+def _argument(op: pickletools.OpcodeInfo, src: Source, c_unpickler: bool) -> Any:
     desc = op.arg
     if desc is None:
         return None
@@ -131,11 +132,15 @@ def _argument(op: pickletools.OpcodeInfo, src: Source) -> Any:
         if isinstance(data, int):
             return Large(desc.name, data)
         return desc.reader(io.BytesIO(data))
+    if desc.name == "decimalnl_short":  # INT
+        return read_int(src.line(), c_unpickler)
+    if desc.name == "decimalnl_long":  # LONG
+        return read_long(src.line(), c_unpickler)
+    if desc.name == "stringnl_noescape_pair":  # GLOBAL, INST: both unpicklers decode UTF-8
+        module, name = src.line()[:-1], src.line()[:-1]
+        return f"{module.decode('utf-8')} {name.decode('utf-8')}"
     if desc.n == pickletools.UP_TO_NEWLINE:
-        data = src.line()
-        if desc.name == "stringnl_noescape_pair":
-            data += src.line()
-        return desc.reader(io.BytesIO(data))
+        return desc.reader(io.BytesIO(src.line()))
     fmt, width = _LENGTH[desc.n]
     (length,) = struct.unpack(fmt, src.exact(width))
     if length < 0:
@@ -171,9 +176,10 @@ def _table() -> dict[int, tuple[str, Any]]:
 _TABLE = _table()
 
 
-def read_opcodes(src: Source) -> Iterator[tuple[str, Any, int]]:
+def read_opcodes(src: Source, c_unpickler: bool = True) -> Iterator[tuple[str, Any, int]]:
     """(opcode name, argument, byte offset) until the stream ends; STOP is yielded, not
-    treated specially: the caller decides what comes after it."""
+    treated specially: the caller decides what comes after it. `c_unpickler`: arguments
+    as `pickle.load` reads them, else as the pure-Python unpickler of `joblib.load`."""
     read = src.read
     table = _TABLE
     while True:
@@ -194,7 +200,7 @@ def read_opcodes(src: Source) -> Iterator[tuple[str, Any, int]]:
             yield name, how[0].unpack(data)[0], pos
         else:
             try:
-                arg = _argument(how, src)
+                arg = _argument(how, src, c_unpickler)
             except (ValueError, struct.error) as exc:
                 raise StreamError(f"{name} at byte {pos}: {exc}") from exc
             yield name, arg, pos

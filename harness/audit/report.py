@@ -34,6 +34,13 @@ class AuditReport:
             return 1
         return 2 if self.error else 0
 
+    @classmethod
+    def from_json(cls, data: dict) -> AuditReport:
+        """The report `to_json` wrote (in the process that audited the file)."""
+        fields = {k: data[k] for k in ("path", "format", "compression", "pickle_protocol",
+                                       "imports", "calls", "notes", "details", "error")}
+        return cls(**fields, findings=[Finding(**f) for f in data["findings"]])
+
     def to_json(self) -> dict:
         return {"path": self.path, "format": self.format, "compression": self.compression,
                 "pickle_protocol": self.pickle_protocol, "flagged": self.flagged,

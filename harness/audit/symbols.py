@@ -7,9 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from persistbench.audit.budget import BudgetExceeded
 from persistbench.audit.opcodes import Large
 
 SCAN_DEPTH = 4  # how deep a value is searched for code shipped in the file
+SCAN_CONTAINERS = 4096  # containers one scan opens at most: a bounded cost per opcode
 
 
 @dataclass(eq=False)
@@ -82,14 +84,29 @@ def describe(value: Any) -> str:
     return type(value).__name__
 
 
-def shipped_in(value: Any, depth: int = 0) -> bool:
-    if isinstance(value, Built):
-        return value.shipped
-    if depth >= SCAN_DEPTH:
-        return False
-    if isinstance(value, tuple | list):
-        return any(shipped_in(v, depth + 1) for v in value[:64])
-    if isinstance(value, SymDict):
-        return any(shipped_in(k, depth + 1) or shipped_in(v, depth + 1)
-                   for k, v in value.pairs[:64])
+def shipped_in(value: Any) -> bool:
+    """Whether code shipped in the file is reachable in `value` (a few levels deep).
+
+    Each container is looked into once: a file whose lists hold the same list 64 times,
+    four levels down, made every call scan 64**3 slots (a 2.7 kB pickle kept the audit busy
+    for minutes); memo references share containers, so visiting each once bounds the scan
+    by the number of containers the file built."""
+    seen: set[int] = set()
+    level = [value]
+    for _ in range(SCAN_DEPTH + 1):
+        below = []
+        for item in level:
+            if isinstance(item, Built):
+                if item.shipped:
+                    return True
+            elif isinstance(item, tuple | list | SymDict) and id(item) not in seen:
+                if len(seen) >= SCAN_CONTAINERS:
+                    raise BudgetExceeded(f"an argument too large to scan for shipped code "
+                                         f"(over {SCAN_CONTAINERS:,} containers)")
+                seen.add(id(item))
+                if isinstance(item, SymDict):
+                    below += [part for pair in item.pairs[:64] for part in pair]
+                else:
+                    below += item[:64]
+        level = below
     return False

@@ -65,6 +65,8 @@ class PickleWalk:
     # A pickle the harness wrote itself with its arrays out of band (to list the modules a
     # server must import): NEXT_BUFFER is an array, not a file asking for what it lacks.
     buffers_held_by_caller: bool = False
+    states_checked: dict[int, int] = field(default_factory=dict)
+    kept_alive: list = field(default_factory=list)  # so the ids above stay theirs
 
     def flag(self, kind: str, name: str, reason: str, pos: int | None) -> None:
         self.findings.append(Finding(kind, name, reason, pos, self.loader))
@@ -165,7 +167,12 @@ class PickleWalk:
             return
         for part in (state if isinstance(state, tuple) else (state,)):
             if isinstance(part, SymDict):
-                for key, _ in part.pairs:
+                # a state dict shared through the memo is read once, not once per BUILD
+                # (its pairs checked so far; SETITEMS may add more in between)
+                done = self.states_checked.get(id(part), 0)
+                self.states_checked[id(part)] = len(part.pairs)
+                self.kept_alive.append(part)
+                for key, _ in part.pairs[done:]:
                     if isinstance(key, str) and key.startswith("__") and key.endswith("__"):
                         self.flag("build", f"{target.cls}.{key}",
                                   f"state sets `{key}`: changes how the object behaves", pos)
@@ -199,6 +206,9 @@ def _is_built_type(value: Built) -> bool:
 
 # ------------------------------------------------------------------------ joblib arrays
 
+WRAPPER_KEYS = 16  # joblib writes 6 or 7 (subclass, shape, order, dtype, allow_mmap, ...)
+MAX_FIELDS = 4096  # fields of a structured dtype: far beyond any model's arrays
+
 def _dtype(value: Any, depth: int = 0):
     """The dtype numpy rebuilds from a pickled one, if it is exactly what numpy writes:
     rebuilt from its parts with numpy's constructors, never by handing the file's state to
@@ -219,6 +229,8 @@ def _dtype(value: Any, depth: int = 0):
             fields = None
         else:
             fields = {}
+            if isinstance(state[4], SymDict) and len(state[4].pairs) > MAX_FIELDS:
+                raise StreamError(f"joblib array dtype with over {MAX_FIELDS} fields")
             for name, entry in (state[4].pairs if isinstance(state[4], SymDict) else ()):
                 if not (isinstance(entry, tuple) and len(entry) == 2
                         and type(entry[1]) is int):
@@ -243,8 +255,9 @@ def _dtype(value: Any, depth: int = 0):
 def _joblib_array(wrapper: Built, src: Source, walk: PickleWalk, depth: int) -> None:
     """Read past the array bytes after a wrapper, as `NumpyArrayWrapper.read_array` does."""
     state = wrapper.state
-    if not isinstance(state, SymDict) or state.duplicated():
-        raise StreamError("joblib array wrapper whose state is not one plain dict")
+    if not isinstance(state, SymDict) or len(state.pairs) > WRAPPER_KEYS or state.duplicated():
+        raise StreamError("joblib array wrapper whose state is not one plain dict of the "
+                          "keys joblib writes")
     shape = state.get("shape")
     if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
         raise StreamError("joblib array wrapper with an unreadable shape")
@@ -291,12 +304,12 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
             raise StreamError("unpickling stack underflow")
         return stack[-1]
 
-    for name, arg, pos in read_opcodes(src):
+    for name, arg, pos in read_opcodes(src, c_unpickler=not walk.joblib):
         walk.opcodes += 1
-        if walk.opcodes % 8192 == 0:
+        if walk.opcodes % 1024 == 0:  # no opcode costs more than a bounded scan
             if walk.opcodes > budget.opcodes:
                 raise budget.exceed("opcodes", budget.opcodes)
-            budget.check_time_and_memory()
+            budget.check_time_and_memory(walk.opcodes % 16384 == 0)
         if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
             if name == "MEMOIZE":
                 arg = len(memo)

@@ -90,7 +90,7 @@ def _cells(args) -> list:
     if args.model_file is not None:
         if args.models:
             raise UsageError("--model-file and --models exclude each other")
-        from persistbench.commands.advise import model_source
+        from persistbench.schedule.advice import model_source
 
         entry = model_source(args.model_file, args.data, trusted(args.trust))
         models, sizes = [entry.name], [CUSTOM_SIZE]

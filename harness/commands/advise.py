@@ -106,7 +106,7 @@ def add_parser(sub) -> None:
 def execute(args) -> int:
     from persistbench.schedule.runner import RunOptions
 
-    entry = model_source(args.file, args.data, trusted(args.trust))
+    entry = model_source(args.file, args.data, trusted(args.trust), args.unconfined)
     formats = names(args.formats, list(FORMATS), "format") or list(FORMATS)
     options = {"repeat": args.repeat or PROFILES["quick"]["repeat"], "seed": args.seed,
                "processes": args.processes, "workers": PROFILES["quick"]["workers"]}

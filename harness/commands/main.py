@@ -42,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
     if PLUGIN_ERROR:
         print(f"persistbench: error: {PLUGIN_ERROR}", file=sys.stderr)
         return 2
+    for stream in (sys.stdout, sys.stderr):
+        # A file name or a pickled string need not be UTF-8: escape it, never crash on it.
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="backslashreplace")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

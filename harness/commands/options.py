@@ -99,3 +99,6 @@ def model_file_options(p: argparse.ArgumentParser) -> None:
                         "the fitted estimator declares, when that is enough)")
     p.add_argument("--trust", nargs="+", action="extend", metavar="MODULE",
                    help="accept these flagged modules (exactly those the audit flags)")
+    p.add_argument("--unconfined", action="store_true",
+                   help="where this machine cannot confine the process that loads the file "
+                        "(no seccomp or Landlock), load it anyway, unconfined")

@@ -65,7 +65,8 @@ def execute(args) -> int:
                        sizes=args.sizes, experiments=args.experiments, repeat=args.repeat,
                        starts=args.starts, workers=args.workers, seed=args.seed,
                        processes=args.processes, model=args.model, model_file=args.model_file,
-                       data=args.data, trust=trusted(args.trust))
+                       data=args.data, trust=trusted(args.trust),
+                       unconfined=args.unconfined)
     if args.resume and args.output is None:
         output = latest_output()
     else:

@@ -11,11 +11,13 @@ usual results file.
 from __future__ import annotations
 
 import shutil
+import sys
+import time
 from pathlib import Path
 
 from persistbench.experiments import Cell, experiment
 from persistbench.sources.eval_rows import check_readable
-from persistbench.sources.model_file import ModelFile, admit, register
+from persistbench.sources.model_file import ModelFile, Refused, admit, register
 from persistbench.sources.models import CUSTOM_SIZE, UsageError
 
 BASIC_EXPERIMENTS = ("roundtrip",)
@@ -33,13 +35,38 @@ class LoadFailed(Exception):
         self.bad_input = bad_input  # no estimator, or bad or missing rows: the user's input
 
 
-def model_source(path: Path, data: Path | None, trust: tuple[str, ...]) -> ModelFile:
-    """Check the arguments, audit the file (raises `Refused`), register it for the runner."""
+def model_source(path: Path, data: Path | None, trust: tuple[str, ...],
+                 unconfined: bool = False) -> ModelFile:
+    """Check the arguments, audit the file in both stages (raises `Refused`), register it.
+
+    The static walk first (nothing runs), then the confined load: a file passes only if
+    neither flags anything the user has not trusted. Where this machine cannot confine a
+    process the command refuses, unless `unconfined` says to load it without (then only
+    the static walk stands between the file and the user's account)."""
+    from persistbench.audit import render
+    from persistbench.schedule.capped import audit_capped
+    from persistbench.schedule.confine import unavailable
+    from persistbench.schedule.detonate import add_load_stage
+
     if not Path(path).is_file():
         raise UsageError(f"{path}: no such model file")
     if data is not None:
         check_readable(Path(data))
-    return register(path, data, admit(Path(path), trust), trust)
+    reason = unavailable()
+    if reason and not unconfined:
+        raise UsageError(f"{path}: not loaded: {reason}; pass --unconfined to load it "
+                         "without confinement, trusting the static audit alone")
+    if reason:
+        print(f"persistbench: warning: {reason}; loading {path} unconfined (--unconfined)",
+              file=sys.stderr)
+    started = time.monotonic()
+    report = admit(Path(path), trust, audit_capped)
+    if not reason:
+        add_load_stage(report, trust, started)
+        if report.findings:
+            raise Refused(f"{render(report)}\nrefused: {path} is not loaded any further: "
+                          "its confined load attempted what a model file never needs")
+    return register(path, data, report, trust, unconfined=bool(reason))
 
 
 def load_into_cache(entry: ModelFile, seed: int, scratch: Path) -> dict:

@@ -38,7 +38,8 @@ def plan_cells(*, profile: str = "quick", models=None, formats=None, sizes=None,
                experiments=None, repeat: int | None = None, starts: int | None = None,
                workers: int | None = None, seed: int = 0, processes: int = 4,
                model: str | None = None, model_file: Path | None = None,
-               data: Path | None = None, trust: tuple[str, ...] = ()) -> list[Cell]:
+               data: Path | None = None, trust: tuple[str, ...] = (),
+               unconfined: bool = False) -> list[Cell]:
     """The cells of a run: experiments x (zoo models and the user's own) x sizes x formats.
 
     A user factory is imported and a model file audited here, so a bad one fails before any
@@ -58,10 +59,10 @@ def plan_cells(*, profile: str = "quick", models=None, formats=None, sizes=None,
     if model_file:
         from persistbench.schedule.advice import model_source
 
-        entry = model_source(model_file, data, trust)
+        entry = model_source(model_file, data, trust, unconfined)
         own.append((entry.name, [CUSTOM_SIZE]))
-    elif data or trust:
-        raise UsageError("--data and --trust apply to --model-file")
+    elif data or trust or unconfined:
+        raise UsageError("--data, --trust and --unconfined apply to --model-file")
     options = {"repeat": repeat or prof["repeat"], "seed": seed, "processes": processes,
                "starts": prof["starts"] if starts is None else starts,
                "workers": workers or prof["workers"]}

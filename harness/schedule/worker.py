@@ -17,6 +17,7 @@ from persistbench.experiments import Cell, StepContext, experiment
 from persistbench.measure.phases import cap_address_space
 from persistbench.results.schema import write_atomic
 from persistbench.schedule.children import run_child
+from persistbench.schedule.confine import LOAD, PROGRAMS, Limits, confine, writable_paths
 from persistbench.sources.formats import Unsupported, describe_exception
 
 
@@ -28,6 +29,43 @@ def _failure(status: str, exc: BaseException) -> dict:
     }
 
 
+def _confined_spec(model: str):
+    """The model's spec when it is a user's model file to be loaded confined, else None."""
+    from persistbench.sources.models import CUSTOM_SIZE, MODEL_FILE_PREFIX, MODEL_FILE_TAG
+    from persistbench.sources.resolve import resolve_spec
+
+    if not model.startswith(MODEL_FILE_PREFIX):
+        return None
+    spec = resolve_spec(model)
+    confined = spec.params.get(CUSTOM_SIZE, {}).get("confined", True)
+    return spec if MODEL_FILE_TAG in spec.tags and confined else None
+
+
+def _count_cores_now() -> None:
+    """Before confinement: loky counts physical cores by running `lscpu`, and scikit-learn
+    sizes its OpenMP pools by that count; counted (and cached) here, a confined cell uses
+    the threads an unconfined one would."""
+    from joblib import cpu_count
+
+    cpu_count(only_physical_cores=True)
+
+
+def _confine_step(cell: Cell, workdir: str, result_path: str) -> None:
+    """A cell on a user's model file measures a model loaded from that file: its steps run
+    confined too (they may start the harness's interpreter, confined the same way, for
+    servers), writing only in the cell's folders, shared memory and its own peak-memory
+    reset (`/proc/self/clear_refs`)."""
+    if cell.needs_model and _confined_spec(cell.model) is not None:
+        _count_cores_now()
+        import os
+        import tempfile
+
+        os.environ["TMPDIR"] = workdir  # temporary files too, here and in servers started
+        tempfile.tempdir = None
+        confine(Limits(writable_paths(workdir, Path(result_path).parent, "/dev/shm",
+                                      "/proc/self/clear_refs"), mode=PROGRAMS))
+
+
 def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_started: float,
              worker: tuple[int, int], result_path: str) -> None:
     """Child entry point: run one step (as worker i of n) and leave its outcome in
@@ -36,6 +74,7 @@ def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_sta
 
     entered = time.monotonic()
     cap_address_space()
+    _confine_step(cell, workdir, result_path)
     ctx = StepContext(cell=cell, workdir=Path(workdir), previous=previous,
                       cell_started=cell_started, worker=worker[0], workers=worker[1],
                       run_child=run_child)
@@ -67,6 +106,12 @@ def train(model: str, size: str, seed: int, result_path: str) -> None:
     try:
         spec = resolve_spec(model)
         cached = cache_path(spec, size, seed).exists()
+        if not cached and _confined_spec(model) is not None:
+            folder = cache_path(spec, size, seed).parent
+            folder.mkdir(parents=True, exist_ok=True)
+            _count_cores_now()
+            confine(Limits(writable_paths(folder, Path(result_path).parent), mode=LOAD,
+                           refuse_quietly=True))
         path = train_into_cache(spec, size, seed)
         outcome = {"status": "ok", "cache": str(path), "was_cached": cached,
                    "train_s": None if cached else time.perf_counter() - start,

@@ -27,9 +27,11 @@ from typing import TYPE_CHECKING, Any
 from persistbench.sources.models import (
     CUSTOM_SIZE,
     MODEL_FILE_PREFIX,
+    MODEL_FILE_TAG,
     ModelSpec,
     UsageError,
     cache_dir,
+    cache_path,
 )
 
 LOADABLE = ("pickle", "joblib", "cloudpickle", "skops")
@@ -62,6 +64,7 @@ class ModelFile:
     # Written by the harness from an estimator (and rows) handed over in Python: not audited,
     # and its rows file is a pickle of the user's own rows (`register_object`).
     written_by_harness: bool = False
+    unconfined: bool = False  # the user chose to load it without confinement (`--unconfined`)
 
 
 def sha256_file(path: Path) -> str:
@@ -85,10 +88,16 @@ def _covers(trusted: str, flagged: str) -> bool:
 TRUSTABLE_KINDS = ("import", "call")
 
 
-def admit(path: Path, trusted: tuple[str, ...] = ()) -> AuditReport:
-    """Audit the file (nothing loaded); return the report, or raise `Refused` / `UsageError`."""
-    from persistbench.audit import Unreadable, audit, render
+def admit(path: Path, trusted: tuple[str, ...] = (), auditor=None) -> AuditReport:
+    """Audit the file (nothing loaded); return the report, or raise `Refused` / `UsageError`.
 
+    `auditor(path, trusted)`: how the static audit is run (the commands run it in a capped
+    child process); in this process by default."""
+    from persistbench.audit import Unreadable, render
+
+    if auditor is None:
+        from persistbench.audit import audit as auditor
+    audit = auditor
     try:
         report = audit(path, ())
     except Unreadable as exc:
@@ -131,25 +140,27 @@ def _skops_admitted(path: Path, report: AuditReport) -> tuple[str, ...]:
 
 
 def register(path: Path, data: Path | None, report: AuditReport,
-             trusted: tuple[str, ...] = ()) -> ModelFile:
+             trusted: tuple[str, ...] = (), unconfined: bool = False) -> ModelFile:
     """Record an admitted file so child processes can resolve its model name."""
     path = Path(path).resolve()
     skops_trusted = _skops_admitted(path, report) if report.format == "skops" else ()
     return _record(path, Path(data).resolve() if data else None, report.format,
-                   tuple(trusted), skops_trusted)
+                   tuple(trusted), skops_trusted, unconfined=unconfined)
 
 
 def _record(path: Path, data: Path | None, file_format: str, trusted: tuple[str, ...],
-            skops_trusted: tuple[str, ...], written_by_harness: bool = False) -> ModelFile:
+            skops_trusted: tuple[str, ...], written_by_harness: bool = False,
+            unconfined: bool = False) -> ModelFile:
     """The descriptor every child reads: named by a key over everything that was admitted."""
     sha = sha256_file(path)
     data_sha = sha256_file(data) if data else None
-    key_source = json.dumps([sha, data_sha, sorted(trusted), skops_trusted])
+    key_source = json.dumps([sha, data_sha, sorted(trusted), skops_trusted]
+                            + (["unconfined"] if unconfined else []))
     key = hashlib.sha256(key_source.encode()).hexdigest()[:12]
     entry = ModelFile(name=f"{MODEL_FILE_PREFIX}{path.name}@{key}", path=str(path), sha256=sha,
                       format=file_format, data=str(data) if data else None,
                       data_sha256=data_sha, trusted=trusted, skops_trusted=skops_trusted,
-                      written_by_harness=written_by_harness)
+                      written_by_harness=written_by_harness, unconfined=unconfined)
     from persistbench.results.schema import write_atomic
 
     write_atomic(descriptor_dir() / f"{key}.json", asdict(entry))
@@ -255,8 +266,9 @@ def describe_estimator(est: Any) -> str:
     return names[0] + (f": {' -> '.join(names[1:])}" if len(names) > 1 else "")
 
 
-def _info_path(entry: ModelFile, seed: int) -> Path:
-    return descriptor_dir() / f"{entry.name.rpartition('@')[2]}-seed{seed}.info.json"
+def _info_path(spec: ModelSpec, seed: int) -> Path:
+    """Beside the cached model, in the one folder its confined loader may write."""
+    return cache_path(spec, CUSTOM_SIZE, seed).with_suffix(".info.json")
 
 
 def spec_for(name: str) -> ModelSpec:
@@ -278,7 +290,7 @@ def spec_for(name: str) -> ModelSpec:
         rows = evaluation_rows(est, data, seed, table)
         from persistbench.results.schema import write_atomic
 
-        write_atomic(_info_path(entry, seed), {
+        write_atomic(_info_path(spec, seed), {
             "file": entry.path, "file_sha256": entry.sha256, "file_format": entry.format,
             "estimator": describe_estimator(est),
             "estimator_class": f"{type(est).__module__}.{type(est).__qualname__}",
@@ -288,12 +300,13 @@ def spec_for(name: str) -> ModelSpec:
 
     def info(size: str, seed: int) -> dict:
         try:
-            return json.loads(_info_path(entry, seed).read_text())
+            return json.loads(_info_path(spec, seed).read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return {}
 
     params = {"file_sha256": entry.sha256, "data_sha256": entry.data_sha256,
-              "trusted": list(entry.trusted)}
-    return ModelSpec(name=name, build=build, tags=("user", "model-file"),
+              "trusted": list(entry.trusted), "confined": not entry.unconfined}
+    spec = ModelSpec(name=name, build=build, tags=("user", MODEL_FILE_TAG),
                      description=f"model file {entry.path} ({entry.format})",
                      params={CUSTOM_SIZE: params}, source=entry.path, info=info)
+    return spec

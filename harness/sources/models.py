@@ -373,8 +373,16 @@ def cache_key(spec: ModelSpec, size: str, seed: int) -> str:
     return f"{safe}-{size}-{seed}-{digest[:16]}"
 
 
+MODEL_FILE_TAG = "model-file"
+
+
 def cache_path(spec: ModelSpec, size: str, seed: int) -> Path:
-    return cache_dir() / f"{cache_key(spec, size, seed)}.cloudpickle"
+    """A user's model file gets a folder of its own: the confined child that loads it may
+    write there and nowhere else in the cache, so it cannot tamper with other models."""
+    key = cache_key(spec, size, seed)
+    if MODEL_FILE_TAG in spec.tags:
+        return cache_dir() / "files" / key / f"{key}.cloudpickle"
+    return cache_dir() / f"{key}.cloudpickle"
 
 
 def train_into_cache(spec: ModelSpec, size: str, seed: int) -> Path:

@@ -1,0 +1,240 @@
+"""The audit's load stage: load the file with its real loader in a confined child, and
+report what the load tried.
+
+The static walk reads the file without running it, and every static reader can be fooled
+by a stream its loader reads differently. This stage does not read: it loads, inside the
+confinement of `schedule/confine.py`, so whatever the file does cannot take effect, and
+what it attempted is seen from three places a payload cannot all silence: the child's audit
+hook streams each event before the kernel acts on it (`schedule/loadchild.py`), seccomp
+kills the child at a forbidden system call (the parent sees SIGSYS), and the child's scratch
+folder is inspected afterwards. Globals the loader resolved are judged by the same
+allow-list as the static walk's, so a name the walk missed is flagged here.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from persistbench.audit import AuditReport, Finding
+from persistbench.audit.policy import VALUE, classify, resolve
+
+WALL_S = 15.0
+TOTAL_S = 28.0  # both stages of one audit end within this
+MIN_LOAD_S = 2.0  # less than this left for the load stage: a finding, not a hurried load
+CPU_S = 15
+BASE_MEMORY = 1 << 30  # the interpreter, numpy and scikit-learn map about 600 MB
+# A joblib file is a pickle too: pickle.load reads it up to the first array's bytes (where a
+# crafted file can put opcodes that only pickle.load runs), then stops, cheaply.
+LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
+           "joblib": ("joblib.load", "pickle.load"), "skops": ("skops.io.load",),
+           "onnx": ("onnxruntime",)}
+MAX_EVENTS = 10_000
+
+
+@dataclass
+class LoadStage:
+    """What the confined load did."""
+
+    loaders: tuple[str, ...]
+    confined: dict | None = None
+    resolved: list[str] = field(default_factory=list)
+    attempts: list[dict] = field(default_factory=list)
+    outcomes: list[dict] = field(default_factory=list)
+    ending: str = "finished"  # finished | killed-at-system-call | cpu | memory | time | crashed
+    detail: str = ""
+    written: list[str] = field(default_factory=list)
+    peak_bytes: int | None = None
+    seconds: float = 0.0
+
+    def to_json(self) -> dict:
+        return {"loaders": list(self.loaders), "confined": self.confined,
+                "resolved": self.resolved, "attempts": self.attempts,
+                "outcomes": self.outcomes, "ending": self.ending, "detail": self.detail,
+                "written": self.written, "peak_bytes": self.peak_bytes,
+                "seconds": round(self.seconds, 3)}
+
+
+def memory_cap(path: Path) -> int:
+    """Room for the libraries and a few times the file: more than a benign load needs,
+    little enough that a bomb stops at about 1 GiB for a small file."""
+    import psutil
+
+    size = Path(path).stat().st_size
+    return min(BASE_MEMORY + 4 * size, int(0.8 * psutil.virtual_memory().total))
+
+
+def _events(proc: subprocess.Popen, fd: int, deadline: float) -> tuple[list[dict], bool]:
+    """Read the child's event lines until it closes the pipe or the deadline passes."""
+    events, buffer = [], b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return events, True
+        ready, _, _ = select.select([fd], [], [], min(left, 0.5))
+        if not ready:
+            continue
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return events, False
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for line in lines:
+            if len(events) < MAX_EVENTS:
+                try:
+                    events.append(json.loads(line))
+                except ValueError:
+                    events.append({"attempt": "garbled event line",
+                                   "detail": line[:200].decode("ascii", "replace")})
+
+
+def _ending(returncode: int, timed_out: bool, cpu_s: int, wall_s: float) -> tuple[str, str]:
+    if timed_out:
+        return "time", f"still loading after {wall_s:g} s of wall time; killed"
+    if returncode >= 0:
+        return ("finished", "") if returncode == 0 else \
+            ("crashed", f"the loading process exited with status {returncode}")
+    name = signal.Signals(-returncode).name
+    if name == "SIGSYS":
+        return "killed-at-system-call", ("the confinement killed the load at a forbidden "
+                                         "system call (a program, a socket, another process)")
+    if name == "SIGXCPU":
+        return "cpu", f"over its {cpu_s} s CPU-time cap"
+    return "crashed", f"the loading process died of {name}"
+
+
+def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
+                   memory_bytes: int | None = None) -> LoadStage:
+    """Load `path` as `fmt` in a fresh confined interpreter; never raises for the file."""
+    stage = LoadStage(LOADERS[fmt])
+    scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
+    read_fd, write_fd = os.pipe()
+    request = {"path": str(Path(path).resolve()), "loaders": list(stage.loaders),
+               "scratch": str(scratch), "fd": write_fd,
+               "memory_bytes": memory_bytes or memory_cap(path), "cpu_s": cpu_s,
+               "cloudpickle": fmt == "cloudpickle"}
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "MKL_NUM_THREADS": "1", "TMPDIR": str(scratch),
+           # a home nothing can be created in: onnxruntime makes ~/.cache/Microsoft at every
+           # session, which is the runtime, not the file, and would read as a file left behind
+           "HOME": os.devnull}
+    started = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-I", "-B", "-m", "persistbench.schedule.loadchild",
+             json.dumps(request)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE, pass_fds=(write_fd,), cwd=scratch, env=env,
+            start_new_session=True)
+        os.close(write_fd)
+        try:
+            events, timed_out = _events(proc, read_fd, started + wall_s)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+            stderr = proc.communicate()[1]
+        stage.seconds = time.monotonic() - started
+        _absorb(stage, events)
+        if stage.ending == "finished":  # the child may have said otherwise already
+            stage.ending, stage.detail = _ending(proc.returncode, timed_out, cpu_s, wall_s)
+        if stage.ending == "crashed" and stderr:
+            stage.detail += ": " + stderr.decode("utf-8", "backslashreplace").strip()[-300:]
+        stage.written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+    finally:
+        os.close(read_fd)
+        shutil.rmtree(scratch, ignore_errors=True)
+    return stage
+
+
+def _absorb(stage: LoadStage, events: list[dict]) -> None:
+    for event in events:
+        if "resolved" in event:
+            if event["resolved"] not in stage.resolved:
+                stage.resolved.append(event["resolved"])
+        elif "attempt" in event:
+            stage.attempts.append({"what": str(event["attempt"]),
+                                   "detail": str(event.get("detail", ""))})
+        elif "loader" in event:
+            stage.outcomes.append(event)
+            if event.get("outcome") == "memory":
+                stage.ending, stage.detail = "memory", "over its memory cap (MemoryError)"
+        elif "confined" in event:
+            stage.confined = event["confined"]
+        elif "unconfinable" in event:
+            stage.ending, stage.detail = "crashed", f"cannot confine: {event['unconfinable']}"
+        elif "done" in event:
+            stage.peak_bytes = event.get("peak_bytes")
+
+
+def findings(stage: LoadStage, report: AuditReport, trusted: tuple[str, ...]) -> list[Finding]:
+    """The load stage's findings: attempts, a kill or a cap, files written, and globals
+    outside the allow-list that the static walk did not already flag."""
+    out = [Finding("load-attempt", a["what"], f"tried while loading: {a['detail']}",
+                   loader="confined load") for a in stage.attempts]
+    if stage.ending != "finished":
+        kind = "load-blocked" if stage.ending == "killed-at-system-call" else "load-cap"
+        if stage.ending == "crashed":
+            kind = "load-crashed"
+        out.append(Finding(kind, stage.ending, stage.detail, loader="confined load"))
+    out += [Finding("load-attempt", "wrote a file", f"the load created {name} in its "
+                    "scratch folder", loader="confined load") for name in stage.written[:20]]
+    out += [Finding("load-attempt", "permission denied", o.get("message", ""),
+                    loader=o["loader"]) for o in stage.outcomes if o.get("outcome") == "blocked"]
+    static = {f.name for f in report.findings}
+    for name in stage.resolved:
+        module, _, qualname = name.rpartition(".")
+        module, qualname = resolve(module, qualname, report.pickle_protocol or 5)
+        if f"{module}.{qualname}" in static or name in static:
+            continue
+        reason = classify(module, qualname, VALUE, trusted)
+        if reason:
+            out.append(Finding("import", f"{module}.{qualname}", f"resolved by the loader: "
+                               f"{reason}", loader="confined load"))
+    return out
+
+
+def summary(stage: LoadStage) -> str:
+    """One line for the text report."""
+    how = "confined" if stage.confined else "NOT confined"
+    parts = []
+    for o in stage.outcomes:
+        what = o.get("type") if o.get("outcome") == "loaded" else o.get("message", "")
+        parts.append(f"{o['loader']}: {o.get('outcome')} {what} in {o.get('seconds', 0):.2f} s")
+    if stage.ending != "finished":
+        parts.append(f"{stage.ending}: {stage.detail}")
+    attempts = f"{len(stage.attempts)} attempt(s)" if stage.attempts else "nothing attempted"
+    return (f"load stage ({how}, {stage.seconds:.2f} s): " + "; ".join(parts or ["no loader ran"])
+            + f"; {len(stage.resolved)} globals resolved; {attempts}")
+
+
+def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
+                   started: float | None = None) -> LoadStage | None:
+    """Run the load stage for an audited file and fold its findings into the report.
+
+    Skipped when the static walk already stopped at one of its budgets (the file is
+    flagged, and a bomb should not get a second go) or the format has no loader here.
+    `started` (monotonic): when the static stage began; both end within `TOTAL_S`."""
+    if report.format not in LOADERS:
+        report.notes.append(f"load stage: no loader for {report.format} files")
+        return None
+    if any(f.kind in ("budget", "audit-error") for f in report.findings):
+        report.notes.append("load stage: skipped, the static walk stopped at a budget")
+        return None
+    left = TOTAL_S - (time.monotonic() - started) if started is not None else WALL_S
+    if left < MIN_LOAD_S:
+        report.findings.append(Finding("budget", "load stage", "the static walk took the "
+                                       f"audit's {TOTAL_S:g} s: no time left to load it"))
+        return None
+    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left))
+    report.details["load_stage"] = stage.to_json()
+    report.notes.append(summary(stage))
+    report.findings += findings(stage, report, trusted)
+    return stage
