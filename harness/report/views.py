@@ -27,6 +27,7 @@ from persistbench.report.blocks import (
     view,
 )
 from persistbench.report.values import Num, median
+from persistbench.results.protocols import PROTOCOLS, protocol_of
 from persistbench.results.vocabulary import START_REPEATS
 
 
@@ -60,6 +61,36 @@ def _start_counts(cells: list[dict]) -> list[Block]:
     return out
 
 
+TIMED_COLUMNS = (("dump", "dump_s"), ("load (warm)", "load_s"), ("first load", "load_first_s"),
+                 ("first predict", "first_predict_s"), ("load (cold)", "load_cold_s"),
+                 ("first predict after cold load", "load_cold_first_predict_s"),
+                 ("dump +RSS", "dump_peak_rss_bytes"), ("load +RSS", "load_peak_rss_bytes"),
+                 ("server start: imports", "start_import_s"),
+                 ("server start: load", "start_load_s"),
+                 ("server start: first predict", "start_first_predict_s"))
+
+
+def protocol_legend(cells: list[dict]) -> Block:
+    """Which protocol each column was measured under, what runs between its samples, and
+    the harness's floor under it: the cost of timing an empty phase, measured in the same
+    processes (a difference below it is the harness's, not the formats')."""
+    rows = []
+    for title, key in TIMED_COLUMNS:
+        names = sorted({p for c in _ok(cells) if key in c and (p := protocol_of(key, c))})
+        for name in names:
+            proto = PROTOCOLS[name]
+            floors = [c[key]["floor_s"] for c in _ok(cells) if protocol_of(key, c) == name
+                      and isinstance(c.get(key), dict) and c[key].get("floor_s") is not None]
+            rows.append([title, name, proto.situation, "; ".join(proto.between) or "nothing",
+                         Num(sorted(floors)[len(floors) // 2] if floors else None, "s")])
+    return Table("protocols: what each column stands for",
+                 ["column", "protocol", "situation", "between samples",
+                  "harness floor (median)"], rows,
+                 note="The harness floor is the cost of timing an empty phase under the "
+                      "protocol, in the same processes as the figures; two formats closer "
+                      "than it are a tie in the verdict.")
+
+
 @view("roundtrip", "Round trip: dump, load, size, memory, fidelity")
 def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks: list[Block] = [Table(
@@ -80,10 +111,9 @@ def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
           c.get("roundtrip_equal")] for c in cells],
         note="+RSS is the phase's peak resident memory above what the process held before it; "
              "first predict +RSS is what one row's predict left resident after a warm load "
-             "(pages a memory map deferred). Load (warm) is the steady state in a process "
-             "that already imported the libraries; first load is that process's first; "
-             "server start runs a new interpreter that imports what the file needs, loads "
-             "it and predicts one row (imports are only in their own column).")]
+             "(pages a memory map deferred). Each timing column's protocol (what situation "
+             "it stands for, what runs between its samples) is in the table below."),
+        protocol_legend(cells)]
     not_cold = sorted({c["load_cold_reason"] for c in cells
                        if c.get("load_cold_status") == "unsupported"})
     blocks += [Paragraph(f"Cold loads not measured: {reason}") for reason in not_cold]

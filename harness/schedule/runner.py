@@ -94,7 +94,11 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
                 break
             pooled.append(outcome["measures"])
         if pooled:
-            measures.update(pool_workers(pooled) if count > 1 else pooled[0])
+            taken = pool_workers(pooled) if count > 1 else pooled[0]
+            recorded = {**measures.get("protocols", {}), **taken.get("protocols", {})}
+            measures.update(taken)
+            if recorded:  # each step names the protocols of its own measures
+                measures["protocols"] = recorded
         if outcome["status"] != "ok":
             record_failure(record, outcome, step.__name__)
             break

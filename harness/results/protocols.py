@@ -1,0 +1,131 @@
+"""The measurement protocols: what situation each timing stands for, and what runs between
+its samples. Every timing the harness records names one of these.
+
+A figure means what its protocol says. The same load timed with a collection before each
+sample, in a fresh interpreter, or in a loop with nothing in between gives figures up to 13×
+apart (logreg pickle-p5 here: 14 µs repeated, 177 µs after `gc.collect()`, 92 µs first in a
+fresh interpreter). So what runs between samples is part of a protocol's definition, chosen
+because the situation has it, never for the harness's convenience: peak memory needs the
+allocator trimmed before each sample, so it is taken in samples of its own
+(`isolated-peak-memory`), never in the timing samples.
+
+The definitions live here, below every room, so the report names the protocol of a column
+without importing the code that runs it (`persistbench.measure.sampling`), and a results file
+of an older harness, which recorded no protocol, still reads under the protocol its keys
+were taken with (`protocol_of`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    situation: str  # the real situation the figure stands for
+    process: str  # the process a sample runs in
+    between: tuple[str, ...]  # what runs between two samples, outside the timing, in order
+    warmups: int  # runs before the first kept sample (kept apart, not discarded)
+
+    def describe(self) -> str:
+        """One paragraph: the legend of a column measured under this protocol."""
+        steps = "; ".join(self.between) if self.between else "nothing"
+        return (f"{self.name}: {self.situation}. Runs in {self.process}; "
+                f"{self.warmups} warm-up run(s); between samples: {steps}.")
+
+
+WARM_REPEATED = Protocol(
+    "warm-repeated",
+    "a process that already did this once does it again (a server reloading its model, a "
+    "job writing checkpoints): libraries imported, code paths warm",
+    "one child of the harness forked from its preloaded forkserver",
+    ("the previous sample's result is dropped (freed by reference counting); Python's own "
+     "cyclic collector runs when its thresholds say, as in any process",),
+    1)
+FIRST_IN_PROCESS = Protocol(
+    "first-in-process",
+    "the first time a process that has every library imported does this with this file",
+    "a child of the harness forked from its preloaded forkserver (one sample per process)",
+    (), 0)
+COLD_PAGE_CACHE = Protocol(
+    "cold-page-cache",
+    "a load after the file left the page cache (a server started after a reboot, or after "
+    "other files pushed this one out)",
+    "the warm-repeated process, after its warm loads",
+    ("fsync + POSIX_FADV_DONTNEED on the file", "mincore checks the file is no longer "
+     "resident (otherwise the measure is reported unsupported)"),
+    0)
+FIRST_LOAD_FRESH_PROCESS = Protocol(
+    "first-load-fresh-process",
+    "a server's start: a new interpreter imports only the modules the file needs, loads it "
+    "once and predicts one row",
+    "a new interpreter (`python -m persistbench.experiments.serving`), not a fork",
+    ("a new interpreter",), 0)
+FIRST_PREDICT_AFTER_LOAD = Protocol(
+    "first-predict-after-load",
+    "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
+    "pays what the load deferred",
+    "the warm-repeated process",
+    ("the previous model is dropped", "the file is loaded again (not timed)"), 1)
+ISOLATED_PEAK_MEMORY = Protocol(
+    "isolated-peak-memory",
+    "how much memory one run needs above what the process holds live (memory only: these "
+    "samples are never timings)",
+    "the warm-repeated process, after its timing samples",
+    ("gc.collect()", "malloc_trim(0) (glibc)", "the kernel's high-water mark reset "
+     "(clear_refs) or an RSS sampler started"),
+    0)
+HOT_LOOP = Protocol(
+    "hot-loop",
+    "the same call many times in a tight loop with the collector off (asv's and timeit's "
+    "own timer): caches hot, no allocation from elsewhere",
+    "asv's benchmark process",
+    ("nothing (asv times `number` calls per sample, gc disabled)",), 1)
+
+COLLECTED_BEFORE_EACH = Protocol(
+    "collected-before-each",
+    "no real situation: results written before protocols were recorded took each dump and "
+    "load sample right after a collection and an allocator trim, which dominates any "
+    "sub-millisecond figure",
+    "one child of the harness forked from its preloaded forkserver",
+    ("gc.collect()", "malloc_trim(0) (glibc)"), 1)
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    WARM_REPEATED, FIRST_IN_PROCESS, COLD_PAGE_CACHE, FIRST_LOAD_FRESH_PROCESS,
+    FIRST_PREDICT_AFTER_LOAD, ISOLATED_PEAK_MEMORY, HOT_LOOP, COLLECTED_BEFORE_EACH)}
+
+# The protocol each measure of the round trip is taken under; a cell records its own in
+# `protocols` (key -> name), and this table is what the harness writes there.
+MEASURE_PROTOCOLS: dict[str, str] = {
+    "dump_s": WARM_REPEATED.name,
+    "load_s": WARM_REPEATED.name,
+    "dump_first_s": FIRST_IN_PROCESS.name,
+    "load_first_s": FIRST_IN_PROCESS.name,
+    "load_cold_s": COLD_PAGE_CACHE.name,
+    "load_cold_first_predict_s": COLD_PAGE_CACHE.name,
+    "first_predict_s": FIRST_PREDICT_AFTER_LOAD.name,
+    "first_predict_after_first_load_s": FIRST_IN_PROCESS.name,
+    "start_import_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "start_load_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "start_first_predict_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "start_total_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "dump_peak_rss_bytes": ISOLATED_PEAK_MEMORY.name,
+    "load_peak_rss_bytes": ISOLATED_PEAK_MEMORY.name,
+}
+# What a cell without `protocols` (an older harness's) was measured under: the same, except
+# that its in-process samples each followed a collection and a trim.
+UNRECORDED_PROTOCOLS: dict[str, str] = {
+    **MEASURE_PROTOCOLS,
+    **{k: COLLECTED_BEFORE_EACH.name for k in ("dump_s", "load_s", "load_cold_s",
+                                               "first_predict_s")},
+}
+
+
+def protocol_of(key: str, cell: dict | None = None) -> str | None:
+    """The protocol a cell's measure was taken under: the one the cell recorded, else the
+    one an older harness used for that key (None: not a timing of a known protocol)."""
+    recorded = (cell or {}).get("protocols")
+    if isinstance(recorded, dict):
+        return recorded.get(key)
+    return UNRECORDED_PROTOCOLS.get(key)
