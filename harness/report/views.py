@@ -7,6 +7,8 @@ every registered view, or the generic table for an experiment without one.
 
 from __future__ import annotations
 
+import statistics
+
 from persistbench.report import safety_views  # noqa: F401  (registers its views)
 from persistbench.report.blocks import (
     FIDELITY_COLUMNS,
@@ -27,7 +29,7 @@ from persistbench.report.blocks import (
     view,
 )
 from persistbench.report.values import Num, median
-from persistbench.results.protocols import PROTOCOLS, protocol_of
+from persistbench.results.protocols import PROTOCOLS, floor_of, protocol_of
 from persistbench.results.vocabulary import START_REPEATS
 
 
@@ -79,10 +81,10 @@ def protocol_legend(cells: list[dict]) -> Block:
         names = sorted({p for c in _ok(cells) if key in c and (p := protocol_of(key, c))})
         for name in names:
             proto = PROTOCOLS[name]
-            floors = [c[key]["floor_s"] for c in _ok(cells) if protocol_of(key, c) == name
-                      and isinstance(c.get(key), dict) and c[key].get("floor_s") is not None]
+            under = [c for c in _ok(cells) if protocol_of(key, c) == name]
+            found = [f for c in under if (f := floor_of(key, c)) is not None]
             rows.append([title, name, proto.situation, "; ".join(proto.between) or "nothing",
-                         Num(sorted(floors)[len(floors) // 2] if floors else None, "s")])
+                         Num(statistics.median(found) if found else None, "s")])
     return Table("protocols: what each column stands for",
                  ["column", "protocol", "situation", "between samples",
                   "harness floor (median)"], rows,

@@ -17,6 +17,7 @@ were taken with (`protocol_of`).
 
 from __future__ import annotations
 
+import statistics
 from dataclasses import dataclass
 
 
@@ -129,3 +130,21 @@ def protocol_of(key: str, cell: dict | None = None) -> str | None:
     if isinstance(recorded, dict):
         return recorded.get(key)
     return UNRECORDED_PROTOCOLS.get(key)
+
+
+def floor_of(key: str, cell: dict) -> float | None:
+    """The harness floor recorded beside a cell's timing (None: not recorded)."""
+    measure = cell.get(key)
+    return measure.get("floor_s") if isinstance(measure, dict) else None
+
+
+def floors(cells: list[dict]) -> dict[str, float]:
+    """Protocol -> the median harness floor over the cells' timings taken under it."""
+    found: dict[str, list[float]] = {}
+    for cell in cells:
+        for key in cell:
+            value = floor_of(key, cell)
+            name = protocol_of(key, cell)
+            if value is not None and name:
+                found.setdefault(name, []).append(value)
+    return {name: statistics.median(values) for name, values in found.items()}
