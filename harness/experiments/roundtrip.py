@@ -17,8 +17,14 @@ from statistics import median
 import numpy as np
 
 from persistbench.experiments import Cell, StepContext
+from persistbench.experiments.quantities import (
+    Dumps,
+    NotCold,
+    cold_load_quantity,
+    load_quantity,
+)
 from persistbench.experiments.serving import Server, modules_for_loading, save_input
-from persistbench.measure.phases import Phase, evict_verified, measure_phase, rss_bytes, stats
+from persistbench.measure.phases import Phase, measure_phase, rss_bytes, stats
 from persistbench.measure.sampling import Series, floor, peak_samples, sample, timed
 from persistbench.results.protocols import (
     COLD_PAGE_CACHE,
@@ -91,19 +97,16 @@ def dump_step(ctx: StepContext) -> dict:
     est, X_eval = ctx.load_model()
     repeat, budget, precision = sampling(ctx)
     target = artefact(ctx)
-    info: dict = {}
-    counter = iter(range(1_000_000))
-
-    def one_dump():
-        path = ctx.workdir / f"dump{next(counter)}{fmt.suffix}"
-        info.update(fmt.dump(est, path, X_eval))
-        os.replace(path, target)
+    dumps = Dumps(fmt, est, X_eval, ctx.workdir)
+    quantity = dumps.quantity()
 
     ctx.start_measuring()
-    first, _ = first_run("dump", one_dump)
-    series = sample(WARM_REPEATED, one_dump, repeat, budget, warmed_up=1, precision=precision)
+    dumps.next_file()
+    first, _ = first_run("dump", dumps.dump)
+    series = quantity.sample(repeat, budget, precision, warmed_up=1)
     floor_samples = floor(WARM_REPEATED)
-    memory = peak_samples(one_dump, MEMORY_SAMPLES)
+    memory = peak_samples(dumps.dump, MEMORY_SAMPLES, between=dumps.next_file)
+    os.replace(dumps.path, target)
     labels, proba = predict(FORMATS["pickle"], est, X_eval)
     expected = {"X": X_eval, "labels": labels} | ({"proba": proba} if proba is not None else {})
     with open(ctx.workdir / EXPECTED, "wb") as fh:
@@ -115,7 +118,7 @@ def dump_step(ctx: StepContext) -> dict:
         **protocols("dump_s", "dump_first_s", "dump_peak_rss_bytes"),
         "file_bytes": os.path.getsize(target),
         "format_traits": fmt.traits(),
-        **info,
+        **dumps.info,
     }
 
 
@@ -184,16 +187,15 @@ def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
     memory mapping and other lazy loading pay what the load deferred; its samples load the
     file untimed, then time the prediction alone.
     """
-    def load():
-        return fmt.load(path, prepared)
-
+    quantity = load_quantity(fmt, path, prepared)
+    load = quantity.run
     first, phase = first_run("load", load)
     model = phase.value
     phase.value = None
     after_first, _ = timed(lambda: predict_only(fmt, model, X_row))
     model = None
     floor_samples = floor(WARM_REPEATED)
-    loads = sample(WARM_REPEATED, load, repeat, budget_s, warmed_up=1, precision=precision)
+    loads = quantity.sample(repeat, budget_s, precision, warmed_up=1)
     held: dict = {}
     rss: list[int] = []
 
@@ -230,23 +232,14 @@ def cold_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
     """
     fractions: list[float | None] = []
     predicts: list[float] = []
-
-    class NotCold(Exception):
-        pass
-
-    def evict():
-        fraction, why_not = evict_verified(path)
-        fractions.append(fraction)
-        if why_not:
-            raise NotCold(why_not)
+    quantity = cold_load_quantity(fmt, path, prepared, fractions)
 
     def first_predict(model):
         predicts.append(timed(lambda: predict_only(fmt, model, X_row))[0])
 
     try:
-        cold = sample(COLD_PAGE_CACHE, lambda: fmt.load(path, prepared), repeat, budget_s,
-                      between=evict, after=first_predict, precision=precision)
-        floor_samples = floor(COLD_PAGE_CACHE, between=evict, n=3)
+        cold = quantity.sample(repeat, budget_s, precision, after=first_predict)
+        floor_samples = floor(COLD_PAGE_CACHE, between=quantity.between, n=3)
     except NotCold as exc:
         return {"load_cold_status": "unsupported", "load_cold_reason": str(exc),
                 "load_cold_resident_fraction": fractions[-1]}

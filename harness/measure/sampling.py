@@ -108,7 +108,8 @@ def floor(protocol: Protocol, between: Callable[[], Any] | None = None,
     return sample(protocol, lambda: None, n, float("inf"), between=between).samples
 
 
-def peak_samples(run: Callable[[], Any], n: int) -> list[Phase]:
+def peak_samples(run: Callable[[], Any], n: int,
+                 between: Callable[[], Any] | None = None) -> list[Phase]:
     """`isolated-peak-memory`: collect, trim, reset the high-water mark, run; n times.
 
     These runs' times are not kept as timings: the housekeeping before them is not part of
@@ -116,6 +117,8 @@ def peak_samples(run: Callable[[], Any], n: int) -> list[Phase]:
     """
     phases = []
     for _ in range(n):
+        if between is not None:
+            between()
         gc.collect()
         phase = measure_phase(run)
         phase.value = None

@@ -79,11 +79,10 @@ ISOLATED_PEAK_MEMORY = Protocol(
     0)
 HOT_LOOP = Protocol(
     "hot-loop",
-    "the same call many times in a tight loop with the collector off (asv's and timeit's "
-    "own timer): caches hot, no allocation from elsewhere",
+    "asv's own timer (`RoundTrip.time_*`): one call per sample with the collector off, the "
+    "benchmark's setup re-run before each call",
     "asv's benchmark process",
-    ("nothing (asv times `number` calls per sample, gc disabled)",), 1)
-
+    ("the benchmark's `setup` (cached lookups, a fresh file name)",), 1)
 COLLECTED_BEFORE_EACH = Protocol(
     "collected-before-each",
     "no real situation: results written before protocols were recorded took each dump and "
