@@ -14,6 +14,7 @@ from persistbench.commands.options import (
     model_file_options,
     names,
     positive,
+    precision,
     refuse_overwrite,
     trusted,
     writable_file,
@@ -34,6 +35,12 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", help="comma-separated sizes (default: from the profile)")
     p.add_argument("--experiments", help="comma-separated experiments (default: roundtrip)")
     p.add_argument("--repeat", type=positive(int), help="samples per timed phase")
+    p.add_argument("--precision", type=precision, metavar="P",
+                   help="sample each timing until its median's 95%% interval is within ±P "
+                        "(e.g. 5%%), or its time budget (--budget) is spent; --repeat is "
+                        "then unused")
+    p.add_argument("--budget", type=positive(float), metavar="S",
+                   help="seconds of samples per timed phase and cell (default 30)")
     p.add_argument("--runs", type=positive(int), default=1, metavar="K",
                    help="independent passes over every cell, interleaved (default 1); "
                         "compare needs 2 or more per side to judge timings")
@@ -86,6 +93,10 @@ def plan_cells(args) -> list:
                "processes": args.processes,
                "starts": prof["starts"] if args.starts is None else args.starts,
                "workers": args.workers or prof["workers"]}
+    if args.precision is not None:
+        options["precision"] = args.precision
+    if args.budget is not None:
+        options["budget_s"] = args.budget
     cells = []
     for name in experiments:
         exp = experiment(name)

@@ -75,7 +75,7 @@ def first_run(prefix: str, run) -> tuple[dict, Phase]:
     phase = measure_phase(run, release=False)
     return {f"{prefix}_first_s": phase.seconds,
             f"{prefix}_first_peak_rss_bytes": phase.peak_rss_bytes,
-            f"{prefix}_warmups": 1}, phase
+            f"{prefix}_warmups": WARM_REPEATED.warmups}, phase
 
 
 def protocols(*keys: str) -> dict:

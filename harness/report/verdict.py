@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from persistbench.report.values import Num, median
+from persistbench.report.values import Num, measured, median
 from persistbench.sources.formats import FORMATS
 
 FACTOR = 1.1
@@ -87,6 +87,7 @@ class Candidate:
     low: float
     high: float
     floor: float = 0.0  # the harness's own cost of timing nothing under this figure's protocol
+    shown: Num | None = None  # a single timing's median with its ± and n, as printed
 
 
 def candidate(fmt: str, measures: list) -> Candidate | None:
@@ -101,7 +102,8 @@ def candidate(fmt: str, measures: list) -> Candidate | None:
     value = sum(median(m) for m in measures)
     low, high = sum(bound(m, "min") for m in measures), sum(bound(m, "max") for m in measures)
     floor = sum((m.get("floor_s") or 0.0) if isinstance(m, dict) else 0.0 for m in measures)
-    return Candidate(fmt, value, min(low, value), max(high, value), floor)
+    shown = measured(measures[0]) if len(measures) == 1 else None
+    return Candidate(fmt, value, min(low, value), max(high, value), floor, shown)
 
 
 def tied(best: Candidate, other: Candidate) -> bool:
@@ -130,7 +132,8 @@ def ranked(cands: list[Candidate], unit: str, less: str, figure_note: str = "",
                  f"{Num(FACTOR, 'x').text()}"
     else:
         margin = "the only format measured"
-    return Answer(tuple(c.fmt for c in ties), Num(best.value, unit), figure_note, margin, note,
+    figure = best.shown if best.shown is not None and unit == "s" else Num(best.value, unit)
+    return Answer(tuple(c.fmt for c in ties), figure, figure_note, margin, note,
                   verdict="tie" if len(ties) > 1 else "win")
 
 

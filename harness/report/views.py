@@ -28,7 +28,7 @@ from persistbench.report.blocks import (
     status,
     view,
 )
-from persistbench.report.values import Num, median
+from persistbench.report.values import Num, measured, median
 from persistbench.results.protocols import PROTOCOLS, floor_of, protocol_of
 from persistbench.results.vocabulary import START_REPEATS
 
@@ -96,16 +96,16 @@ def protocol_legend(cells: list[dict]) -> Block:
 @view("roundtrip", "Round trip: dump, load, size, memory, fidelity")
 def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks: list[Block] = [Table(
-        "per model and format (medians)",
+        "per model and format (medians; ± is the 95 % interval of the median, n its samples)",
         ["model", "size", "format", "status", "file", "dump", "load (warm)", "first load",
          "first predict", "first predict +RSS", "load (cold)", "first predict after cold load",
          "dump +RSS", "load +RSS", "server start: imports", "server start: load",
          "server start: first predict", "predictions equal"],
         [[c["model"], c["size"], c["format"], status(c), Num(c.get("file_bytes"), "B"),
-          Num(median(c.get("dump_s")), "s"), Num(median(c.get("load_s")), "s"),
+          measured(c.get("dump_s")), measured(c.get("load_s")),
           Num(c.get("load_first_s"), "s"), Num(median(c.get("first_predict_s")), "s"),
           Num(c.get("first_predict_rss_bytes"), "B"),
-          Num(median(c.get("load_cold_s")), "s"),
+          measured(c.get("load_cold_s")),
           Num(median(c.get("load_cold_first_predict_s")), "s"),
           Num(c.get("dump_peak_rss_bytes"), "B"), Num(c.get("load_peak_rss_bytes"), "B"),
           Num(median(c.get("start_import_s")), "s"), Num(median(c.get("start_load_s")), "s"),

@@ -38,12 +38,12 @@ class Protocol:
 
 WARM_REPEATED = Protocol(
     "warm-repeated",
-    "a process that already did this once does it again (a server reloading its model, a "
+    "a process that already did this twice does it again (a server reloading its model, a "
     "job writing checkpoints): libraries imported, code paths warm",
     "one child of the harness forked from its preloaded forkserver",
     ("the previous sample's result is dropped (freed by reference counting); Python's own "
      "cyclic collector runs when its thresholds say, as in any process",),
-    1)
+    2)  # repeated loads settle after two here (the allocator's arenas, lazy caches)
 FIRST_IN_PROCESS = Protocol(
     "first-in-process",
     "the first time a process that has every library imported does this with this file",
