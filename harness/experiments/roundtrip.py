@@ -23,7 +23,9 @@ from persistbench.experiments.quantities import (
     cold_load_quantity,
     load_quantity,
 )
-from persistbench.experiments.serving import Server, modules_for_loading, save_input
+from persistbench.experiments.serving import modules_for_loading, save_input
+from persistbench.experiments.starts import measure_starts
+from persistbench.experiments.starts import summary as start_summary
 from persistbench.measure.phases import Phase, measure_phase, rss_bytes, stats
 from persistbench.measure.sampling import Series, floor, peak_samples, sample, timed
 from persistbench.results.protocols import (
@@ -47,8 +49,12 @@ def plan(models: list[str], sizes: list[str], formats: list[str], options: dict)
     return [Cell(NAME, m, s, f, options=options) for m in models for s in sizes for f in formats]
 
 
+def artefact_in(workdir: Path, fmt: str) -> Path:
+    return workdir / f"model{FORMATS[fmt].suffix}"
+
+
 def artefact(ctx: StepContext) -> Path:
-    return ctx.workdir / f"model{FORMATS[ctx.cell.format].suffix}"
+    return artefact_in(ctx.workdir, ctx.cell.format)
 
 
 MEMORY_SAMPLES = 3  # peaks move little between runs; each sample costs a collection and a trim
@@ -267,6 +273,8 @@ def load_step(ctx: StepContext) -> dict:
            **protocols("load_s", "load_first_s", "load_peak_rss_bytes", "first_predict_s",
                        "first_predict_after_first_load_s", "load_cold_s",
                        "load_cold_first_predict_s")}
+    if int(ctx.cell.options.get("starts", START_REPEATS)) < 1:
+        out["start_reason"] = "not measured: the run asked for no server starts"
     if ctx.worker:  # the outputs are the same in every worker: checked once
         return out
     loaded = fmt.load(path, prepared)
@@ -277,35 +285,45 @@ def load_step(ctx: StepContext) -> dict:
     return out
 
 
-def start_step(ctx: StepContext) -> dict:
-    """What a server pays at start: a new interpreter (not a fork of the preloaded
-    forkserver) imports what loading the file needs, loads it and predicts one row.
+def start_entry(cell: Cell, workdir: Path, record: dict, keep: Path) -> dict | None:
+    """What the server-start batch needs of a measured cell (its file and input row, moved
+    out of the cell's folder, which the runner removes), or None when it takes no starts.
+
+    Starts are measured for many cells at once (`persistbench.experiments.starts`): one new
+    interpreter per start shares the imports the cells have in common.
+    """
+    if record["status"] != "ok" or "start_modules" not in record or \
+            int(cell.options.get("starts", START_REPEATS)) < 1:
+        return None
+    dest = keep / cell.cell_id.replace("/", "_")
+    dest.mkdir(parents=True)
+    model = artefact_in(workdir, cell.format)
+    row = next(workdir.glob(f"{START_ROW}.*"))
+    os.replace(model, dest / model.name)
+    os.replace(row, dest / row.name)
+    return {"cell_id": cell.cell_id, "format": cell.format, "model": str(dest / model.name),
+            "rows": str(dest / row.name), "modules": record["start_modules"],
+            "bytes": (dest / model.name).stat().st_size}
+
+
+def start_batch(entries: list[dict], workdir: Path, repeats: int,
+                timeout_s: float) -> dict[str, dict]:
+    """Cell id -> its `start_*` measures (what a server pays at start: a new interpreter
+    imports what loading the file needs, loads it and predicts one row), or `error`.
 
     `start_import_s` is the imports alone, `start_load_s` the load alone (any module the
     file needs beyond `start_modules` would be imported here), `start_first_predict_s` the
     first `predict` alone; `start_total_s` is the parent's clock from spawning the
     interpreter to the answer, interpreter start-up included.
     """
-    fmt = FORMATS[ctx.cell.format]
-    row = next(ctx.workdir.glob(f"{START_ROW}.*"))
-    modules = ctx.previous["start_modules"]
-    repeats = int(ctx.cell.options.get("starts", START_REPEATS))
-    if repeats < 1:
-        return {"start_reason": "not measured: the run asked for no server starts"}
-    ctx.start_measuring()
-    starts = []
-    for index in range(repeats):
-        with Server(fmt.name, artefact(ctx), row, modules,
-                    ctx.workdir / f"start{index}.stderr") as server:
-            ready = server.wait_ready()
-            starts.append({**server.serve(), "import_s": ready["import_s"]})
-            server.proc.kill()  # measured; its interpreter teardown (~0.3 s) is not
-    out = {f"start_{key}": stats([s[key] for s in starts])
-           for key in ("import_s", "load_s", "first_predict_s", "total_s")}
-    floor_s = median(s["floor_s"] for s in starts)
-    for key in ("start_import_s", "start_load_s", "start_first_predict_s"):
-        out[key]["floor_s"] = floor_s
-    return {**out, **protocols(*out)}
+    found = measure_starts(entries, workdir, repeats, timeout_s)
+    out = {}
+    for cell, starts in found.items():
+        measures = start_summary(starts)
+        if "error" not in measures:
+            measures.update(protocols(*measures))
+        out[cell] = measures
+    return out
 
 
-STEPS = (dump_step, load_step, start_step)
+STEPS = (dump_step, load_step)

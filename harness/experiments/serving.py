@@ -92,7 +92,7 @@ def modules_for_loading(fmt_name: str, est: Any) -> list[str]:
     return modules_of(est) + FORMAT_MODULES.get(fmt.library, [])
 
 
-def _load_input(path: Path) -> Any:
+def load_input(path: Path) -> Any:
     if path.suffix == ".json":
         return json.loads(path.read_text())
     if path.suffix == ".parquet":  # read before "ready": the baseline server pays for pandas too
@@ -109,26 +109,14 @@ def _say(message: dict) -> None:
     sys.stdout.flush()
 
 
-def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
-    """Server side: import, report, then load and predict once when told, then hold still.
-
-    `import_s` covers the listed modules and `persistbench.sources.formats` (stdlib + numpy); the
-    interpreter's own start-up is in the parent's `start_s`. The input rows are read before
-    "ready", so an idle server holds them too and they never count as the model's memory.
-    """
-    started = time.perf_counter()
-    for name in modules:
-        importlib.import_module(name)
+def first_use(fmt_name: str, model: Path, X: Any) -> tuple[dict, Any]:
+    """A process's first load of `model` and first predictions on `X`, each timed alone,
+    with the floor (the cost of timing nothing) here; returns them and the loaded model."""
     from persistbench.sources.formats import FORMATS, predict, predict_only
 
-    imported = time.perf_counter() - started
-    X = _load_input(rows)
-    _say({"event": "ready", "import_s": imported, "pid": os.getpid()})
-    if sys.stdin.readline().strip() != "serve":
-        return
     fmt = FORMATS[fmt_name]
     prepared = fmt.prepare_load(model)  # skops: the type review a user does beforehand
-    floor = []  # the cost of timing nothing here: the floor of the figures below
+    floor = []
     for _ in range(FLOOR_SAMPLES):
         begin = time.perf_counter()
         floor.append(time.perf_counter() - begin)
@@ -140,11 +128,33 @@ def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
     has_proba = not fmt.needs_python_object or hasattr(obj, "predict_proba")
     if has_proba:
         predict(fmt, obj, X)
-    _say({"event": "served", "load_s": loaded - start, "first_predict_s": predicted - loaded,
-          "first_predict_proba_s": time.perf_counter() - predicted if has_proba else None,
-          "sklearn_imported": "sklearn" in sys.modules,
-          "floor_s": sorted(floor)[len(floor) // 2]})
+    return {"load_s": loaded - start, "first_predict_s": predicted - loaded,
+            "first_predict_proba_s": time.perf_counter() - predicted if has_proba else None,
+            "sklearn_imported": "sklearn" in sys.modules,
+            "floor_s": sorted(floor)[len(floor) // 2]}, obj
+
+
+def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:
+    """Server side: import, report, then load and predict once when told, then hold still.
+
+    `import_s` covers the listed modules and `persistbench.sources.formats` (stdlib + numpy); the
+    interpreter's own start-up is in the parent's `start_s`. The input rows are read before
+    "ready", so an idle server holds them too and they never count as the model's memory.
+    """
+    started = time.perf_counter()
+    for name in modules:
+        importlib.import_module(name)
+    import persistbench.sources.formats  # noqa: F401  (what `first_use` loads with)
+
+    imported = time.perf_counter() - started
+    X = load_input(rows)
+    _say({"event": "ready", "import_s": imported, "pid": os.getpid()})
+    if sys.stdin.readline().strip() != "serve":
+        return
+    served, held = first_use(fmt_name, model, X)
+    _say({"event": "served", **served})
     sys.stdin.readline()  # hold the model (and its pages) until the parent has looked
+    del held
 
 
 def server_environment() -> dict[str, str]:
