@@ -29,7 +29,12 @@ from persistbench.report.blocks import (
     view,
 )
 from persistbench.report.values import Num, measured, median
-from persistbench.results.protocols import PROTOCOLS, floor_of, protocol_of
+from persistbench.results.protocols import (
+    PROTOCOLS,
+    START_SHARING_ASSUMES,
+    floor_of,
+    protocol_of,
+)
 from persistbench.results.vocabulary import START_REPEATS
 
 
@@ -54,6 +59,8 @@ def _start_counts(cells: list[dict]) -> list[Block]:
                      if isinstance(c.get("start_load_s"), dict)})
     skipped = sorted({c["start_reason"] for c in cells if c.get("start_reason")})
     out: list[Block] = [Paragraph(f"Server start not measured: {r}") for r in skipped]
+    if any(c.get("protocols", {}).get("start_load_s") for c in cells if counts):
+        out.append(Paragraph(START_SHARING_ASSUMES))
     if counts and counts[0] < START_REPEATS:
         out.append(Paragraph(
             f"Server start columns stand on {_span(counts)} "

@@ -61,8 +61,20 @@ FIRST_LOAD_FRESH_PROCESS = Protocol(
     "first-load-fresh-process",
     "a server's start: a new interpreter imports only the modules the file needs, loads it "
     "once and predicts one row",
-    "a new interpreter (`python -m persistbench.experiments.serving`), not a fork",
+    "one new interpreter per start for all cells, forked where the cells' import lists part "
+    "(`persistbench.experiments.starts`): imports are summed along a cell's path, each part "
+    "timed once in a process that had imported exactly what precedes it",
     ("a new interpreter",), 0)
+# What sharing one interpreter among the cells assumes; the report prints it.
+START_SHARING_ASSUMES = (
+    "Server starts share their imports: one new interpreter per start imports what the "
+    "cells' import lists have in common (numpy, then scikit-learn, then a model's modules) "
+    "and forks where they part; each fork imports its own next part, and each cell's load and "
+    "first prediction run in a fork of their own. This assumes that the interpreter's "
+    "start-up and each shared import cost the same for every cell that shares them, and "
+    "that a fork's first load is a new interpreter's: the fork shares its parent's memory "
+    "copy-on-write, so its first write to each inherited page costs a page fault a real "
+    "server does not pay.")
 FIRST_PREDICT_AFTER_LOAD = Protocol(
     "first-predict-after-load",
     "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
