@@ -224,8 +224,7 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     def run_batch(progress, task) -> None:
         if batch.waiting:
             progress.update(task, description=f"server starts of {len(batch.waiting)} cells")
-            for record in batch.run(options.runs):
-                results.put(record)
+            results.put_many(batch.run(options.runs))
 
     try:
         with _progress() as progress:
