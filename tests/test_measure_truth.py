@@ -95,7 +95,7 @@ def test_the_first_run_is_kept_apart_from_the_samples():
             time.sleep(0.2)
 
     series = sample(WARM_REPEATED, planted, repeat=4, budget_s=60.0)
-    assert len(calls) == 6 and len(series.samples) == 4 and series.short_reason is None
+    assert len(calls) == 4 + 2 and len(series.samples) == 4 and series.short_reason is None
     assert series.first >= 0.2 and max(series.samples) < 0.2
     summary = roundtrip.timing("load", series, [1e-7])
     assert summary["load_s"]["samples"] == series.samples
@@ -185,7 +185,7 @@ def test_memory_mapping_pays_at_the_first_prediction(cells):
 def test_a_planted_slow_first_load_is_kept_and_paid_by_every_fresh_server(cells):
     cell = cells[("slow_first_load", "pickle-p5")]
     assert cell["load_first_s"] >= PLANTED_FIRST_LOAD_S
-    assert cell["load_s"]["n"] == 2 and cell["load_warmups"] == 2
+    assert cell["load_s"]["n"] == 2 and cell["load_warmups"] >= 2
     starts = cell["start_load_s"]
     assert starts["n"] == roundtrip.START_REPEATS
     assert starts["min"] >= PLANTED_FIRST_LOAD_S  # each new interpreter loads for the first time

@@ -60,10 +60,12 @@ def artefact(ctx: StepContext) -> Path:
 MEMORY_SAMPLES = 3  # peaks move little between runs; each sample costs a collection and a trim
 
 
-def timing(prefix: str, series: Series, floor_samples: list[float]) -> dict:
-    """A timing under its protocol, with the floor of that protocol in the same process."""
+def timing(prefix: str, series: Series, floor_samples: list[float], warmed_up: int = 0) -> dict:
+    """A timing under its protocol, with the floor of that protocol in the same process and
+    the warm-up runs before its samples (`warmed_up` of them the caller's)."""
     out = {f"{prefix}_s": {**stats(series.samples), "floor_s": median(floor_samples)},
-           f"{prefix}_s_samples": series.samples}
+           f"{prefix}_s_samples": series.samples,
+           f"{prefix}_warmups": warmed_up + len(series.warmups)}
     if series.short_reason:
         out[f"{prefix}_s_short_reason"] = series.short_reason
     return out
@@ -80,8 +82,7 @@ def first_run(prefix: str, run) -> tuple[dict, Phase]:
     peak: nothing ran before it, so there is nothing to collect or trim."""
     phase = measure_phase(run, release=False)
     return {f"{prefix}_first_s": phase.seconds,
-            f"{prefix}_first_peak_rss_bytes": phase.peak_rss_bytes,
-            f"{prefix}_warmups": WARM_REPEATED.warmups}, phase
+            f"{prefix}_first_peak_rss_bytes": phase.peak_rss_bytes}, phase
 
 
 def protocols(*keys: str) -> dict:
@@ -120,7 +121,7 @@ def dump_step(ctx: StepContext) -> dict:
     save_input(X_eval[:1], ctx.workdir / START_ROW)
     return {
         "start_modules": modules_for_loading(fmt.name, est),
-        **first, **timing("dump", series, floor_samples), **peaks("dump", memory),
+        **first, **timing("dump", series, floor_samples, 1), **peaks("dump", memory),
         **protocols("dump_s", "dump_first_s", "dump_peak_rss_bytes"),
         "file_bytes": os.path.getsize(target),
         "format_traits": fmt.traits(),
@@ -220,10 +221,10 @@ def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
                       between=load_untimed, after=after_predict, warmed_up=1,
                       precision=precision)
     predict_floor = floor(FIRST_PREDICT_AFTER_LOAD)
-    return {**first, **timing("load", loads, floor_samples),
+    return {**first, **timing("load", loads, floor_samples, 1),
             **peaks("load", peak_samples(load, MEMORY_SAMPLES)),
             "first_predict_after_first_load_s": after_first,
-            **timing("first_predict", predicts, predict_floor),
+            **timing("first_predict", predicts, predict_floor, 1),
             "first_predict_rss_bytes": int(np.median(rss)),
             "first_predict_rss_samples_bytes": rss}
 

@@ -86,6 +86,8 @@ def sample(protocol: Protocol, run: Callable[[], Any], repeat: int, budget_s: fl
 
     for _ in range(protocol.warmups - warmed_up):
         series.warmups.append(one())
+    while sum(series.warmups) < protocol.warmup_s and spent <= budget_s:
+        series.warmups.append(one())
     while not series.samples or not (spent > budget_s
                                      or enough(series.samples, repeat, precision)):
         series.samples.append(one())

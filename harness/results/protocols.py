@@ -28,12 +28,14 @@ class Protocol:
     process: str  # the process a sample runs in
     between: tuple[str, ...]  # what runs between two samples, outside the timing, in order
     warmups: int  # runs before the first kept sample (kept apart, not discarded)
+    warmup_s: float = 0.0  # and more warm-up runs until this much time went into them
 
     def describe(self) -> str:
         """One paragraph: the legend of a column measured under this protocol."""
         steps = "; ".join(self.between) if self.between else "nothing"
+        more = f" (and more until {self.warmup_s * 1e3:g} ms)" if self.warmup_s else ""
         return (f"{self.name}: {self.situation}. Runs in {self.process}; "
-                f"{self.warmups} warm-up run(s); between samples: {steps}.")
+                f"{self.warmups} warm-up run(s){more}; between samples: {steps}.")
 
 
 WARM_REPEATED = Protocol(
@@ -43,7 +45,10 @@ WARM_REPEATED = Protocol(
     "one child of the harness forked from its preloaded forkserver",
     ("the previous sample's result is dropped (freed by reference counting); Python's own "
      "cyclic collector runs when its thresholds say, as in any process",),
-    2)  # repeated loads settle after two here (the allocator's arenas, lazy caches)
+    # Repeated loads settle after two in a plain process here; a fork of the preloaded
+    # forkserver pays copy-on-write faults on its parent's allocator pools for longer (a 15 µs
+    # load read 26-32 µs after 2 warm-ups, 16 µs after 10 ms of them, as a plain process).
+    2, 0.01)
 FIRST_IN_PROCESS = Protocol(
     "first-in-process",
     "the first time a process that has every library imported does this with this file",
@@ -74,13 +79,16 @@ START_SHARING_ASSUMES = (
     "start-up and each shared import cost the same for every cell that shares them, and "
     "that a fork's first load is a new interpreter's: the fork shares its parent's memory "
     "copy-on-write, so its first write to each inherited page costs a page fault a real "
-    "server does not pay.")
+    "server does not pay. Checked here against new interpreters: the imports agreed within "
+    "1.1-1.7x on a loaded machine, but a fork's first load read 1.3-2.9x a new "
+    "interpreter's (logreg small pickle-p5: 288 µs against 98 µs), so start_load_s is an "
+    "upper bound, loosest for sub-millisecond loads.")
 FIRST_PREDICT_AFTER_LOAD = Protocol(
     "first-predict-after-load",
     "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
     "pays what the load deferred",
     "the warm-repeated process",
-    ("the previous model is dropped", "the file is loaded again (not timed)"), 1)
+    ("the previous model is dropped", "the file is loaded again (not timed)"), 1, 0.01)
 ISOLATED_PEAK_MEMORY = Protocol(
     "isolated-peak-memory",
     "how much memory one run needs above what the process holds live (memory only: these "
