@@ -22,6 +22,7 @@ from persistbench.results.precision import relative_halfwidth
 from persistbench.results.protocols import Protocol
 
 FLOOR_SAMPLES = 25
+MAX_WARMUPS = 10_000  # a warm-up by time stops here whatever the run costs
 MAX_SAMPLES = 400  # with --precision: a sub-microsecond phase would otherwise run for its budget
 
 
@@ -84,9 +85,11 @@ def sample(protocol: Protocol, run: Callable[[], Any], repeat: int, budget_s: fl
         spent += seconds
         return seconds  # the value dies here
 
+    warming = time.perf_counter()  # the wall clock: an empty run's own time is nanoseconds
     for _ in range(protocol.warmups - warmed_up):
         series.warmups.append(one())
-    while sum(series.warmups) < protocol.warmup_s and spent <= budget_s:
+    while time.perf_counter() - warming < protocol.warmup_s and \
+            len(series.warmups) < MAX_WARMUPS and spent <= budget_s:
         series.warmups.append(one())
     while not series.samples or not (spent > budget_s
                                      or enough(series.samples, repeat, precision)):
