@@ -1,8 +1,11 @@
 """asv suites: how long persisting a scikit-learn model takes, and what it costs in memory.
 
-A thin front over the harness (`persistbench.schedule.fronts`): asv times the format registry's own
-`dump`, `load` and the models' predictions; the per-phase peak RSS, file size and shared PSS
-are the harness's cell measures, taken in child processes by its runner. asv's `peakmem_`
+A thin front over the harness (`persistbench.schedule.fronts`): `Quantities` stores `dump_s`,
+`load_s` and `load_cold_s` taken by the harness's own sampler under its named protocols
+(`persistbench.results.protocols`), so they read as the report's do; `RoundTrip` times the
+same calls with asv's own loop (the `hot-loop` protocol) and the predictions are asv's too;
+the per-phase peak RSS, file size and shared PSS are the harness's cell measures, taken in
+child processes by its runner. asv's `peakmem_`
 is not used: it reports the whole process's lifetime peak (imports included), not a phase's.
 
 Fitted models come from the harness's model cache, never from asv's `setup_cache`, which
@@ -25,7 +28,7 @@ from pathlib import Path
 # onnxruntime already imported instead of paying seconds of imports per parameter set.
 import persistbench.schedule.preload  # noqa: F401
 from persistbench.experiments import experiment
-from persistbench.measure.phases import cold_cache_supported, evict_from_page_cache
+from persistbench.measure.phases import cold_cache_supported
 from persistbench.schedule import fronts
 from persistbench.sources.formats import FORMATS, predict
 
@@ -42,7 +45,9 @@ def _skip(exc: fronts.NotMeasurable) -> NotImplementedError:
 
 
 class RoundTrip:
-    """Warm dump and load of one model in one format."""
+    """Dump and load timed by asv's own loop: the `hot-loop` protocol (collector off during
+    the call, this class's `setup` re-run before each call). Kept for asv's statistics and
+    history; `Quantities` has the figures the report shows, under the harness's protocols."""
 
     params = CELL_PARAMS
     param_names = CELL_PARAM_NAMES
@@ -64,30 +69,43 @@ class RoundTrip:
         self.format.load(self.path, self.prepared)
 
 
-class ColdLoad:
-    """Load after the file was evicted from the page cache (fsync + POSIX_FADV_DONTNEED).
-
-    asv re-runs `setup` before every timed call, so every sample reads from the device.
-    """
+class Quantities:
+    """`dump_s`, `load_s` and `load_cold_s` exactly as `persistbench run` takes them: the
+    same quantity (`persistbench.experiments.quantities`), the same protocol (warm-repeated,
+    cold-page-cache), the same sampler; asv stores each one's median."""
 
     params = CELL_PARAMS
     param_names = CELL_PARAM_NAMES
     timeout = 600
-    number = 1
-    warmup_time = 0.0
 
     def setup(self, model: str, size: str, fmt: str) -> None:
-        if not cold_cache_supported():
-            raise NotImplementedError("no posix_fadvise here: the page cache cannot be evicted")
         try:
-            self.path, self.prepared = fronts.dumped(model, size, fmt)
+            fronts.dumped(model, size, fmt)
         except fronts.NotMeasurable as exc:
             raise _skip(exc) from exc
-        self.format = FORMATS[fmt]
-        evict_from_page_cache(self.path)
 
-    def time_load_cold(self, model: str, size: str, fmt: str) -> None:
-        self.format.load(self.path, self.prepared)
+    def _measured(self, key: str, model: str, size: str, fmt: str) -> float:
+        try:
+            return fronts.measured(key, model, size, fmt, GRID.repeat)
+        except fronts.NotMeasurable as exc:
+            raise _skip(exc) from exc
+
+    def track_dump_s(self, model: str, size: str, fmt: str) -> float:
+        return self._measured("dump_s", model, size, fmt)
+
+    track_dump_s.unit = "seconds"
+
+    def track_load_s(self, model: str, size: str, fmt: str) -> float:
+        return self._measured("load_s", model, size, fmt)
+
+    track_load_s.unit = "seconds"
+
+    def track_load_cold_s(self, model: str, size: str, fmt: str) -> float:
+        if not cold_cache_supported():
+            raise NotImplementedError("no posix_fadvise here: the page cache cannot be evicted")
+        return self._measured("load_cold_s", model, size, fmt)
+
+    track_load_cold_s.unit = "seconds"
 
 
 class _CellRecord:

@@ -341,12 +341,12 @@ def test_a_skops_file_loads_with_exactly_the_types_the_audit_admitted(tmp_path, 
 
 
 def test_dataframe_rows_reach_a_server_with_names_and_dtypes(tmp_path):
-    from persistbench.experiments.serving import _load_input, save_input
+    from persistbench.experiments.serving import load_input, save_input
 
     _, df = _fitted()
     path = save_input(df, tmp_path / "rows")
     assert path.suffix == ".parquet"
-    back = _load_input(path)
+    back = load_input(path)
     assert list(back.columns) == list(df.columns)
     assert back["colour"].tolist() == df["colour"].tolist()
 

@@ -15,7 +15,11 @@ import pytest
 pd = pytest.importorskip("pandas", reason="the data extra (pandas) is not installed")
 
 import persistbench  # noqa: E402
-from persistbench.results.protocols import PROTOCOLS, protocol  # noqa: E402
+from persistbench.results.protocols import (  # noqa: E402
+    KINDS,
+    MEASURE_PROTOCOLS,
+    protocol,
+)
 
 UNIT_SUFFIXES = ("_s", "_bytes", "_per_s", "_bps", "_diff")
 META = {"cell_id", "experiment", "model", "size", "format", "variant", "status", "reason",
@@ -101,30 +105,39 @@ def test_help_reads_well():
 
 
 @pytest.mark.parametrize("experiment, key, expected", [
-    ("roundtrip", "load_s", "warm in-process"),
-    ("roundtrip", "load_peak_rss_bytes", "warm in-process"),
-    ("roundtrip", "first_predict_s", "warm in-process"),
-    ("roundtrip", "load_first_s", "first in process"),
-    ("roundtrip", "dump_first_peak_rss_bytes", "first in process"),
-    ("roundtrip", "first_predict_after_first_load_s", "first in process"),
-    ("roundtrip", "load_cold_s", "cold page cache"),
-    ("roundtrip", "load_cold_first_predict_s", "cold page cache"),
-    ("roundtrip", "start_load_s", "fresh interpreter"),
-    ("roundtrip", "start_import_s", "fresh interpreter"),
+    ("roundtrip", "load_s", "warm-repeated"),
+    ("roundtrip", "load_peak_rss_bytes", "isolated-peak-memory"),
+    ("roundtrip", "first_predict_s", "first-predict-after-load"),
+    ("roundtrip", "load_first_s", "first-in-process"),
+    ("roundtrip", "dump_first_peak_rss_bytes", "first-in-process"),
+    ("roundtrip", "first_predict_after_first_load_s", "first-in-process"),
+    ("roundtrip", "load_cold_s", "cold-page-cache"),
+    ("roundtrip", "load_cold_first_predict_s", "cold-page-cache"),
+    ("roundtrip", "start_load_s", "first-load-fresh-process"),
+    ("roundtrip", "start_import_s", "first-load-fresh-process"),
     ("roundtrip", "file_bytes", "deterministic"),
     ("roundtrip", "label_agreement", "fidelity"),
     ("roundtrip", "proba_max_abs_diff", "fidelity"),
     ("roundtrip", "predict_eval_s", "once"),
-    ("footprint", "load_s", "fresh interpreter"),
+    ("footprint", "load_s", "first-load-fresh-process"),
     ("footprint", "onnx_file_bytes", "deterministic"),
-    ("sharing", "total_pss_bytes", "fresh servers"),
-    ("inference", "latency[sklearn/predict/1].median_s", "warm in-process"),
-    ("inference", "latency[sklearn/predict/1].warmup_s", "first in process"),
+    ("sharing", "total_pss_bytes", "fresh-servers"),
+    ("inference", "latency[sklearn/predict/1].median_s", "warm-repeated"),
+    ("inference", "latency[sklearn/predict/1].warmup_s", "first-in-process"),
     ("security", "file_bytes", "deterministic"),
 ])
 def test_protocol_of_a_measure(experiment, key, expected):
-    assert protocol(experiment, key) == expected
-    assert expected in PROTOCOLS
+    """A cell that recorded its protocols is read by them; these keys of a cell that did not
+    fall back to what the harness writes for them, or to the kind of figure they are."""
+    cell = {"protocols": dict(MEASURE_PROTOCOLS)}
+    assert protocol(experiment, key, cell) == expected
+    assert expected in KINDS
+
+
+def test_protocol_of_an_older_cell_names_its_collections():
+    """An older results file took in-process samples after a collection: it says so."""
+    assert protocol("roundtrip", "load_s") == "collected-before-each"
+    assert protocol("roundtrip", "load_s_samples", {}) == "collected-before-each"
 
 
 def _walk(value, key: str):
@@ -176,7 +189,7 @@ def check_round_trip(paths: list[Path]) -> int:
         if pd.isna(row.measure):  # a cell that measured nothing: its status only
             continue
         assert row.median == _walk(cell, row.measure), (cell["cell_id"], row.measure)
-        assert row.protocol in PROTOCOLS
+        assert row.protocol in KINDS
         seen.add((cell["cell_id"], row.measure))
         checked += 1
     for cell in cells.values():
@@ -206,12 +219,12 @@ def test_tidy_rows_of_known_cells():
     got = {r["measure"]: (r["median"], r["unit"], r["n"], r["interval"], r["protocol"])
            for r in rows if r["format"] == "pickle"}
     assert got == {
-        "load_s": (2.0, "s", 3, (1.0, 3.0), "warm in-process"),
+        "load_s": (2.0, "s", 3, (1.0, 3.0), "collected-before-each"),
         "file_bytes": (100.0, "B", 1, None, "deterministic"),
-        "load_peak_rss_bytes": (4096.0, "B", 2, (4096.0, 8192.0), "warm in-process"),
+        "load_peak_rss_bytes": (4096.0, "B", 2, (4096.0, 8192.0), "isolated-peak-memory"),
         "label_agreement": (1.0, "", 1, None, "fidelity"),
-        "latency[sklearn/1].median_s": (0.5, "s", 1, None, "warm in-process"),
-        "latency[sklearn/1].rows_per_s": (2.0, "1/s", 1, None, "warm in-process"),
+        "latency[sklearn/1].median_s": (0.5, "s", 1, None, "warm-repeated"),
+        "latency[sklearn/1].rows_per_s": (2.0, "1/s", 1, None, "warm-repeated"),
     }
     (failed,) = [r for r in rows if r["format"] == "onnx"]
     assert (failed["measure"], failed["status"], failed["reason"], failed["machine"]) == \

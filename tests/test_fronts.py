@@ -102,7 +102,8 @@ def test_asv_suite_parameters_units_and_no_peakmem(asv_suite):
     grid = fronts.grid("quick")
     suite = asv_suite
     assert suite.RoundTrip.params == (grid.models, grid.sizes, grid.formats)
-    assert suite.ColdLoad.number == 1
+    for name in ("track_dump_s", "track_load_s", "track_load_cold_s"):
+        assert getattr(suite.Quantities, name).unit == "seconds"
     for name in ("track_file_size", "track_dump_peak_rss", "track_load_peak_rss"):
         assert getattr(suite.PhaseMemory, name).unit == "bytes"
     assert suite.SharedMemory.track_shared_pss.unit == "bytes"
@@ -133,6 +134,13 @@ def test_asv_benchmarks_run_and_skip_like_asv_calls_them(asv_suite, quick_result
     bench.time_dump("logreg", "small", "joblib")
     assert bench.target.stat().st_size > 0
     bench.time_load("logreg", "small", "joblib")
+    quantities = asv_suite.Quantities()
+    quantities.setup("logreg", "small", "joblib")
+    assert 0 < quantities.track_load_s("logreg", "small", "joblib") < 10
+    assert fronts.quantity("load_s", "logreg", "small", "joblib").protocol.name == \
+        "warm-repeated"
+    with pytest.raises(NotImplementedError, match="unsupported"):
+        quantities.setup("custom_code", "small", "joblib")
     with pytest.raises(NotImplementedError, match="unsupported"):
         asv_suite.RoundTrip().setup("custom_code", "small", "joblib")
     with pytest.raises(NotImplementedError, match=r"^unsupported: "):

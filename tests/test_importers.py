@@ -32,8 +32,10 @@ def _asv_results(directory, commit: str, date: int, dump: list, load_: list, siz
     result = Results(params, {"scikit-learn": "1.9.1"}, commit, date, "3.11", "venv-3.11",
                      {"PERSISTBENCH_PROFILE": "quick"})
     for name, values, samples in (
-            ("bench_persistence.RoundTrip.time_dump", dump, [[0.01, 0.02, 0.03], None]),
-            ("bench_persistence.RoundTrip.time_load", load_, [None, None]),
+            ("bench_persistence.Quantities.track_dump_s", dump, [[0.01, 0.02, 0.03], None]),
+            ("bench_persistence.Quantities.track_load_s", load_, [None, None]),
+            ("bench_persistence.RoundTrip.time_load", [v * 2 if v else v for v in load_],
+             [None, None]),
             ("bench_persistence.PhaseMemory.track_file_size", size, [None, None])):
         bench = {"name": name, "params": ASV_PARAMS, "version": "1"}
         numbers = [3 if s else None for s in samples]
@@ -58,6 +60,9 @@ def test_asv_results_directory_becomes_cells(tmp_path):
     assert ok["dump_s"]["median"] == pytest.approx(0.02)
     assert (ok["dump_s"]["min"], ok["dump_s"]["max"]) == (0.01, 0.03)
     assert ok["load_s"]["median"] == pytest.approx(0.005)
+    assert ok["load_hot_loop_s"]["median"] == pytest.approx(0.01)
+    assert ok["protocols"]["load_s"] == "warm-repeated"
+    assert ok["protocols"]["load_hot_loop_s"] == "hot-loop"
     skipped = cells["custom_code"]
     assert skipped["status"] == "unsupported" and "skipped" in skipped["reason"]
     [machine_results] = load([tmp_path])
@@ -69,7 +74,7 @@ def test_failed_asv_benchmark_is_an_error_cell(tmp_path):
     _asv_results(tmp_path, "c" * 40, 1_700_000_000_000, [0.02, nan], [None, nan], [1234, nan])
     [data] = read_any(tmp_path)
     failed = next(c for c in data["cells"] if c["model"] == "logreg")
-    assert failed["status"] == "error" and "RoundTrip.time_load" in failed["reason"]
+    assert failed["status"] == "error" and "Quantities.track_load_s" in failed["reason"]
 
 
 @pytest.mark.parametrize(("content", "message"), [

@@ -141,3 +141,24 @@ def test_figures_without_a_sample_range_still_rank():
     answers = one([rt("pickle", load_s=bare), rt("joblib", load_s=stats(5e-3))])
     assert answers["serve"].winners == ("pickle",)
     assert answers["serve"].margin == "2.5× faster than joblib"
+
+
+def test_a_difference_below_the_harness_floor_is_a_tie_never_a_ranking():
+    """2× apart with tight samples would rank; below the floor it is the timer's difference."""
+    def floored(median: float, floor: float) -> dict:
+        return {**stats(median), "floor_s": floor}
+
+    answers = one([rt("pickle", load_s=floored(1e-6, 2e-6)),
+                   rt("joblib", load_s=floored(2e-6, 2e-6))])
+    assert answers["serve"].verdict == "tie"
+    answers = one([rt("pickle", load_s=floored(1e-6, 1e-7)),
+                   rt("joblib", load_s=floored(2e-6, 1e-7))])
+    assert answers["serve"].winners == ("pickle",)
+
+
+def test_the_floor_per_protocol_is_read_from_the_cells():
+    from persistbench.results.protocols import floors
+
+    cells = [rt(f, load_s={**stats(1e-3), "floor_s": fl},
+                protocols={"load_s": "warm-repeated"}) for f, fl in (("a", 1e-7), ("b", 3e-7))]
+    assert floors(cells) == {"warm-repeated": 2e-7}

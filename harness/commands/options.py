@@ -17,6 +17,16 @@ def count(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 0")
     return int(text)
 
+def precision(text: str) -> float:
+    """`--precision 5%` (or 0.05): the 95 % interval's half-width each measure samples to."""
+    from persistbench.results.precision import parse_precision
+
+    try:
+        return parse_precision(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def positive(kind):
     def parse(text: str):
         try:

@@ -12,6 +12,7 @@ from persistbench.commands.options import (
     measure_then_report,
     model_file_options,
     positive,
+    precision,
     refuse_overwrite,
     trusted,
 )
@@ -27,6 +28,12 @@ def add_parser(sub) -> None:
     p.add_argument("--sizes", help="comma-separated sizes (default: from the profile)")
     p.add_argument("--experiments", help="comma-separated experiments (default: roundtrip)")
     p.add_argument("--repeat", type=positive(int), help="samples per timed phase")
+    p.add_argument("--precision", type=precision, metavar="P",
+                   help="sample each timing until its median's 95%% interval is within ±P "
+                        "(e.g. 5%%), or its time budget (--budget) is spent; --repeat is "
+                        "then unused")
+    p.add_argument("--budget", type=positive(float), metavar="S",
+                   help="seconds of samples per timed phase and cell (default 30)")
     p.add_argument("--runs", type=positive(int), default=1, metavar="K",
                    help="independent passes over every cell, interleaved (default 1); "
                         "compare needs 2 or more per side to judge timings")
@@ -66,7 +73,8 @@ def execute(args) -> int:
                        starts=args.starts, workers=args.workers, seed=args.seed,
                        processes=args.processes, model=args.model, model_file=args.model_file,
                        data=args.data, trust=trusted(args.trust),
-                       unconfined=args.unconfined)
+                       unconfined=args.unconfined, precision=args.precision,
+                       budget_s=args.budget)
     if args.resume and args.output is None:
         output = latest_output()
     else:

@@ -8,18 +8,32 @@ with the original object.
 
 from __future__ import annotations
 
-import gc
 import os
 import pickle
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 
 from persistbench.experiments import Cell, StepContext
-from persistbench.experiments.serving import Server, modules_for_loading, save_input
-from persistbench.measure.phases import Phase, evict_verified, measure_phase, stats
+from persistbench.experiments.quantities import (
+    Dumps,
+    NotCold,
+    cold_load_quantity,
+    load_quantity,
+)
+from persistbench.experiments.serving import modules_for_loading, save_input
+from persistbench.experiments.starts import measure_starts
+from persistbench.experiments.starts import summary as start_summary
+from persistbench.measure.phases import Phase, measure_phase, rss_bytes, stats
+from persistbench.measure.sampling import Series, floor, peak_samples, sample, timed
+from persistbench.results.protocols import (
+    COLD_PAGE_CACHE,
+    FIRST_PREDICT_AFTER_LOAD,
+    MEASURE_PROTOCOLS,
+    WARM_REPEATED,
+)
 from persistbench.results.vocabulary import START_REPEATS
 from persistbench.sources.formats import FORMATS, Format, predict, predict_only
 
@@ -35,89 +49,71 @@ def plan(models: list[str], sizes: list[str], formats: list[str], options: dict)
     return [Cell(NAME, m, s, f, options=options) for m in models for s in sizes for f in formats]
 
 
+def artefact_in(workdir: Path, fmt: str) -> Path:
+    return workdir / f"model{FORMATS[fmt].suffix}"
+
+
 def artefact(ctx: StepContext) -> Path:
-    return ctx.workdir / f"model{FORMATS[ctx.cell.format].suffix}"
+    return artefact_in(ctx.workdir, ctx.cell.format)
 
 
-@dataclass
-class Sampled:
-    """A repeated phase: the first run (the warm-up, kept apart), the steady samples, and
-    why there are fewer samples than asked for, if there are."""
-
-    first: Phase
-    samples: list[Phase]
-    short_reason: str | None = None
+MEMORY_SAMPLES = 3  # peaks move little between runs; each sample costs a collection and a trim
 
 
-def repeat_phase(run, repeat: int, budget_s: float, after_each=None) -> Sampled:
-    """The first run is the warm-up, kept as its own measure (a process pays it once); then
-    samples until `repeat` or the time budget is spent, with at least one sample.
-
-    `after_each(value)` runs after every run while its value is alive (outside the timing),
-    e.g. to time the first prediction of a model just loaded.
-    """
-    first: Phase | None = None
-    samples: list[Phase] = []
-    spent = 0.0
-    while len(samples) < repeat and not (samples and spent > budget_s):
-        phase = measure_phase(run)
-        spent += phase.seconds
-        if after_each:
-            after_each(phase.value)
-        phase.value = None
-        gc.collect()
-        if first is None:
-            first = phase
-        else:
-            samples.append(phase)
-    short = None
-    if len(samples) < repeat:
-        short = (f"{len(samples)} of {repeat} samples: the {budget_s:g} s time budget was "
-                 f"spent (one run took {max(p.seconds for p in samples):.3g} s)")
-    return Sampled(first, samples, short)
-
-
-def _summary(prefix: str, samples: list[Phase], first: Phase | None = None,
-             short_reason: str | None = None) -> dict:
-    seconds = [p.seconds for p in samples]
-    peaks = [p.peak_rss_bytes for p in samples]
-    out = {
-        f"{prefix}_s": stats(seconds),
-        f"{prefix}_s_samples": seconds,
-        f"{prefix}_peak_rss_bytes": int(np.median(peaks)) if peaks else 0,
-        f"{prefix}_peak_rss_samples_bytes": peaks,
-    }
-    if first is not None:
-        out.update({f"{prefix}_first_s": first.seconds,
-                    f"{prefix}_first_peak_rss_bytes": first.peak_rss_bytes,
-                    f"{prefix}_warmups": 1})
-    if short_reason:
-        out[f"{prefix}_s_short_reason"] = short_reason
+def timing(prefix: str, series: Series, floor_samples: list[float], warmed_up: int = 0) -> dict:
+    """A timing under its protocol, with the floor of that protocol in the same process and
+    the warm-up runs before its samples (`warmed_up` of them the caller's)."""
+    out = {f"{prefix}_s": {**stats(series.samples), "floor_s": median(floor_samples)},
+           f"{prefix}_s_samples": series.samples,
+           f"{prefix}_warmups": warmed_up + len(series.warmups)}
+    if series.short_reason:
+        out[f"{prefix}_s_short_reason"] = series.short_reason
     return out
 
 
-def sampling(ctx: StepContext) -> tuple[int, float]:
-    """This worker's samples and time budget: the cell's, shared among its workers."""
+def peaks(prefix: str, phases: list[Phase]) -> dict:
+    found = [p.peak_rss_bytes for p in phases]
+    return {f"{prefix}_peak_rss_bytes": int(np.median(found)) if found else 0,
+            f"{prefix}_peak_rss_samples_bytes": found}
+
+
+def first_run(prefix: str, run) -> tuple[dict, Phase]:
+    """The process's first run (first-in-process; also warm-repeated's warm-up), with its
+    peak: nothing ran before it, so there is nothing to collect or trim."""
+    phase = measure_phase(run, release=False)
+    return {f"{prefix}_first_s": phase.seconds,
+            f"{prefix}_first_peak_rss_bytes": phase.peak_rss_bytes}, phase
+
+
+def protocols(*keys: str) -> dict:
+    """The `protocols` entry of the measures a step took: key -> protocol name."""
+    return {"protocols": {k: MEASURE_PROTOCOLS[k] for k in keys}}
+
+
+def sampling(ctx: StepContext) -> tuple[int, float, float | None]:
+    """This worker's samples, time budget and precision: the cell's, shared among its
+    workers (a precision holds for each worker's samples)."""
     repeat = int(ctx.cell.options.get("repeat", 5))
     budget = float(ctx.cell.options.get("budget_s", DEFAULT_BUDGET_S))
-    return ctx.share(repeat), budget / ctx.workers
+    precision = ctx.cell.options.get("precision")
+    return ctx.share(repeat), budget / ctx.workers, precision
 
 
 def dump_step(ctx: StepContext) -> dict:
     fmt = FORMATS[ctx.cell.format]
     est, X_eval = ctx.load_model()
-    repeat, budget = sampling(ctx)
+    repeat, budget, precision = sampling(ctx)
     target = artefact(ctx)
-    info: dict = {}
-    counter = iter(range(1_000_000))
-
-    def one_dump():
-        path = ctx.workdir / f"dump{next(counter)}{fmt.suffix}"
-        info.update(fmt.dump(est, path, X_eval))
-        os.replace(path, target)
+    dumps = Dumps(fmt, est, X_eval, ctx.workdir)
+    quantity = dumps.quantity()
 
     ctx.start_measuring()
-    sampled = repeat_phase(one_dump, repeat, budget)
+    dumps.next_file()
+    first, _ = first_run("dump", dumps.dump)
+    series = quantity.sample(repeat, budget, precision, warmed_up=1)
+    floor_samples = floor(WARM_REPEATED)
+    memory = peak_samples(dumps.dump, MEMORY_SAMPLES, between=dumps.next_file)
+    os.replace(dumps.path, target)
     labels, proba = predict(FORMATS["pickle"], est, X_eval)
     expected = {"X": X_eval, "labels": labels} | ({"proba": proba} if proba is not None else {})
     with open(ctx.workdir / EXPECTED, "wb") as fh:
@@ -125,10 +121,11 @@ def dump_step(ctx: StepContext) -> dict:
     save_input(X_eval[:1], ctx.workdir / START_ROW)
     return {
         "start_modules": modules_for_loading(fmt.name, est),
-        **_summary("dump", sampled.samples, sampled.first, sampled.short_reason),
+        **first, **timing("dump", series, floor_samples, 1), **peaks("dump", memory),
+        **protocols("dump_s", "dump_first_s", "dump_peak_rss_bytes"),
         "file_bytes": os.path.getsize(target),
         "format_traits": fmt.traits(),
-        **info,
+        **dumps.info,
     }
 
 
@@ -188,36 +185,52 @@ def compare_predictions(fmt: Format, labels: np.ndarray, proba: np.ndarray | Non
     return out
 
 
-def _first_predict_summary(prefix: str, phases: list[Phase]) -> dict:
-    """First predictions after loads: time, and the RSS each left behind (lazy page-ins)."""
-    return {f"{prefix}_s": stats([p.seconds for p in phases]),
-            f"{prefix}_s_samples": [p.seconds for p in phases],
-            f"{prefix}_rss_bytes": int(np.median([p.rss_delta_bytes for p in phases])),
-            f"{prefix}_rss_samples_bytes": [p.rss_delta_bytes for p in phases]}
-
-
 def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
-               budget_s: float) -> dict:
-    """Warm-cache loads, each followed by its first one-row `predict` (predict only).
+               budget_s: float, precision: float | None = None) -> dict:
+    """The process's first load, then warm-repeated loads, first predictions after a load,
+    and the loads' peak memory, each series under its own protocol.
 
-    The process's first load is kept as `load_first_s`; the first prediction after each
-    later load is `first_predict_s` with its RSS increase, where memory mapping and other
-    lazy loading pay what the load deferred.
+    The first prediction after each load (`first_predict_s`, with the RSS it adds) is where
+    memory mapping and other lazy loading pay what the load deferred; its samples load the
+    file untimed, then time the prediction alone.
     """
-    predicts: list[Phase] = []
+    quantity = load_quantity(fmt, path, prepared)
+    load = quantity.run
+    first, phase = first_run("load", load)
+    model = phase.value
+    phase.value = None
+    after_first, _ = timed(lambda: predict_only(fmt, model, X_row))
+    model = None
+    floor_samples = floor(WARM_REPEATED)
+    loads = quantity.sample(repeat, budget_s, precision, warmed_up=1)
+    held: dict = {}
+    rss: list[int] = []
 
-    def first_predict(model):
-        predicts.append(measure_phase(lambda: predict_only(fmt, model, X_row)))
+    def load_untimed():
+        held["model"] = load()
+        held["rss"] = rss_bytes()
 
-    sampled = repeat_phase(lambda: fmt.load(path, prepared), repeat, budget_s,
-                           after_each=first_predict)
-    return {**_summary("load", sampled.samples, sampled.first, sampled.short_reason),
-            "first_predict_after_first_load_s": predicts[0].seconds,
-            **_first_predict_summary("first_predict", predicts[1:])}
+    def predict_held():
+        return predict_only(fmt, held["model"], X_row)
+
+    def after_predict(_):
+        rss.append(rss_bytes() - held["rss"])
+        held.clear()
+
+    predicts = sample(FIRST_PREDICT_AFTER_LOAD, predict_held, repeat, budget_s,
+                      between=load_untimed, after=after_predict, warmed_up=1,
+                      precision=precision)
+    predict_floor = floor(FIRST_PREDICT_AFTER_LOAD)
+    return {**first, **timing("load", loads, floor_samples, 1),
+            **peaks("load", peak_samples(load, MEMORY_SAMPLES)),
+            "first_predict_after_first_load_s": after_first,
+            **timing("first_predict", predicts, predict_floor, 1),
+            "first_predict_rss_bytes": int(np.median(rss)),
+            "first_predict_rss_samples_bytes": rss}
 
 
 def cold_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
-               budget_s: float) -> dict:
+               budget_s: float, precision: float | None = None) -> dict:
     """Loads from an evicted page cache, each checked to be cold before it runs.
 
     The warm loads before them warm the code path; the file itself is evicted and its
@@ -225,45 +238,44 @@ def cold_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
     measures are `unsupported` with the reason rather than a warm figure under a cold name.
     """
     fractions: list[float | None] = []
-    cold: list[Phase] = []
-    predicts: list[Phase] = []
-    spent = 0.0
-    while len(cold) < repeat and not (cold and spent > budget_s):
-        fraction, why_not = evict_verified(path)
-        fractions.append(fraction)
-        if why_not:
-            return {"load_cold_status": "unsupported", "load_cold_reason": why_not,
-                    "load_cold_resident_fraction": fraction}
-        phase = measure_phase(lambda: fmt.load(path, prepared))
-        model = phase.value
-        predicts.append(measure_phase(lambda: predict_only(fmt, model, X_row)))  # noqa: B023
-        model = None
-        spent += phase.seconds + predicts[-1].seconds
-        phase.value = None
-        gc.collect()
-        cold.append(phase)
+    predicts: list[float] = []
+    quantity = cold_load_quantity(fmt, path, prepared, fractions)
+
+    def first_predict(model):
+        predicts.append(timed(lambda: predict_only(fmt, model, X_row))[0])
+
+    try:
+        cold = quantity.sample(repeat, budget_s, precision, after=first_predict)
+        floor_samples = floor(COLD_PAGE_CACHE, between=quantity.between, n=3)
+    except NotCold as exc:
+        return {"load_cold_status": "unsupported", "load_cold_reason": str(exc),
+                "load_cold_resident_fraction": fractions[-1]}
     known = [f for f in fractions if f is not None]
-    short = (f"{len(cold)} of {repeat} samples: the {budget_s:g} s time budget was spent"
-             if len(cold) < repeat else None)
-    return {**_summary("load_cold", cold, short_reason=short),
+    return {**timing("load_cold", cold, floor_samples),
             "load_cold_status": "ok",
             "load_cold_resident_fraction": max(known) if known else None,
             "load_cold_resident_fraction_samples": fractions,
-            "load_cold_first_predict_s": stats([p.seconds for p in predicts])}
+            "load_cold_first_predict_s": stats(predicts)}
 
 
 def load_step(ctx: StepContext) -> dict:
     fmt = FORMATS[ctx.cell.format]
     path = artefact(ctx)
-    repeat, budget = sampling(ctx)
+    repeat, budget, precision = sampling(ctx)
     with open(ctx.workdir / EXPECTED, "rb") as fh:  # written by the dump step of this cell
         expected = pickle.load(fh)
     X_eval = expected["X"]
     prepared = fmt.prepare_load(path)
 
     ctx.start_measuring()
-    out = {**prepared, **warm_loads(fmt, path, prepared, X_eval[:1], repeat, budget),
-           **cold_loads(fmt, path, prepared, X_eval[:1], repeat, budget)}
+    out = {**prepared,
+           **warm_loads(fmt, path, prepared, X_eval[:1], repeat, budget, precision),
+           **cold_loads(fmt, path, prepared, X_eval[:1], repeat, budget, precision),
+           **protocols("load_s", "load_first_s", "load_peak_rss_bytes", "first_predict_s",
+                       "first_predict_after_first_load_s", "load_cold_s",
+                       "load_cold_first_predict_s")}
+    if int(ctx.cell.options.get("starts", START_REPEATS)) < 1:
+        out["start_reason"] = "not measured: the run asked for no server starts"
     if ctx.worker:  # the outputs are the same in every worker: checked once
         return out
     loaded = fmt.load(path, prepared)
@@ -274,31 +286,45 @@ def load_step(ctx: StepContext) -> dict:
     return out
 
 
-def start_step(ctx: StepContext) -> dict:
-    """What a server pays at start: a new interpreter (not a fork of the preloaded
-    forkserver) imports what loading the file needs, loads it and predicts one row.
+def start_entry(cell: Cell, workdir: Path, record: dict, keep: Path) -> dict | None:
+    """What the server-start batch needs of a measured cell (its file and input row, moved
+    out of the cell's folder, which the runner removes), or None when it takes no starts.
+
+    Starts are measured for many cells at once (`persistbench.experiments.starts`): one new
+    interpreter per start shares the imports the cells have in common.
+    """
+    if record["status"] != "ok" or "start_modules" not in record or \
+            int(cell.options.get("starts", START_REPEATS)) < 1:
+        return None
+    dest = keep / cell.cell_id.replace("/", "_")
+    dest.mkdir(parents=True)
+    model = artefact_in(workdir, cell.format)
+    row = next(workdir.glob(f"{START_ROW}.*"))
+    os.replace(model, dest / model.name)
+    os.replace(row, dest / row.name)
+    return {"cell_id": cell.cell_id, "format": cell.format, "model": str(dest / model.name),
+            "rows": str(dest / row.name), "modules": record["start_modules"],
+            "bytes": (dest / model.name).stat().st_size}
+
+
+def start_batch(entries: list[dict], workdir: Path, repeats: int,
+                timeout_s: float) -> dict[str, dict]:
+    """Cell id -> its `start_*` measures (what a server pays at start: a new interpreter
+    imports what loading the file needs, loads it and predicts one row), or `error`.
 
     `start_import_s` is the imports alone, `start_load_s` the load alone (any module the
     file needs beyond `start_modules` would be imported here), `start_first_predict_s` the
     first `predict` alone; `start_total_s` is the parent's clock from spawning the
     interpreter to the answer, interpreter start-up included.
     """
-    fmt = FORMATS[ctx.cell.format]
-    row = next(ctx.workdir.glob(f"{START_ROW}.*"))
-    modules = ctx.previous["start_modules"]
-    repeats = int(ctx.cell.options.get("starts", START_REPEATS))
-    if repeats < 1:
-        return {"start_reason": "not measured: the run asked for no server starts"}
-    ctx.start_measuring()
-    starts = []
-    for index in range(repeats):
-        with Server(fmt.name, artefact(ctx), row, modules,
-                    ctx.workdir / f"start{index}.stderr") as server:
-            ready = server.wait_ready()
-            starts.append({**server.serve(), "import_s": ready["import_s"]})
-            server.proc.kill()  # measured; its interpreter teardown (~0.3 s) is not
-    return {f"start_{key}": stats([s[key] for s in starts])
-            for key in ("import_s", "load_s", "first_predict_s", "total_s")}
+    found = measure_starts(entries, workdir, repeats, timeout_s)
+    out = {}
+    for cell, starts in found.items():
+        measures = start_summary(starts)
+        if "error" not in measures:
+            measures.update(protocols(*measures))
+        out[cell] = measures
+    return out
 
 
-STEPS = (dump_step, load_step, start_step)
+STEPS = (dump_step, load_step)

@@ -125,13 +125,15 @@ def allocator(environ: dict[str, str] | None = None) -> dict:
             "libc": f"{libc} {libc_version}".strip() or None}
 
 
-def measure_phase(fn: Callable[[], Any]) -> Phase:
+def measure_phase(fn: Callable[[], Any], release: bool = True) -> Phase:
     """Run fn once; peak = the phase's RSS high-water mark minus the RSS just before it.
 
     The mark is the kernel's (clear_refs + VmHWM) on Linux, sampled elsewhere; PEAK_METHOD
-    records which.
+    records which. `release` trims the allocator first (`release_free_memory`); a process's
+    first run has nothing of a previous run to release, and goes without.
     """
-    release_free_memory()
+    if release:
+        release_free_memory()
     before = rss_bytes()
     sampler = None
     if PEAK_METHOD == PEAK_VMHWM:

@@ -18,6 +18,7 @@ from persistbench.report.blocks import Table as ViewTable
 from persistbench.report.values import Hover
 from persistbench.report.verdict import render_terminal, verdict
 from persistbench.report.views import sections
+from persistbench.results.protocols import floors
 from persistbench.results.units import human_seconds
 
 CELL_WIDTH = 60  # a long reason or loader message is cut: the failed cells list has it whole
@@ -81,6 +82,11 @@ def print_summary(data: dict, console: Console | None = None) -> None:
             f"{human_seconds(overhead['to_first_measurement_max_s'])} over "
             f"{overhead['steps']} child processes (fork alone: median "
             f"{human_seconds(overhead['spawn_median_s'])})", highlight=False)
+    measured = floors(data["cells"])
+    if measured:
+        console.print("harness floor (timing an empty phase, median): " + ", ".join(
+            f"{name} {human_seconds(value)}" for name, value in sorted(measured.items())),
+            highlight=False)
     failed = [c for c in data["cells"] if c["status"] != "ok"]
     for cell in failed:
         console.print(f"[yellow]{escape(cell['cell_id'])}[/yellow] {cell['status']}: "

@@ -31,7 +31,8 @@ def tidy_rows(cells: list[dict], machine: str = "") -> list[dict]:
                 "reason": cell.get("reason"), "machine": machine}
         found = measures(cell)  # a failed cell keeps what its earlier steps measured
         for key, m in found.items():
-            rows.append({**base, "measure": key, "protocol": protocol(cell["experiment"], key),
+            how = protocol(cell["experiment"], key, cell)
+            rows.append({**base, "measure": key, "protocol": how,
                          "unit": unit_of(key, m.unit), "median": m.value,
                          "interval": m.spread, "n": m.n, **tail})
         if not found:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from persistbench.results.precision import relative_halfwidth
 from persistbench.results.units import human_bytes, human_seconds
 
 
@@ -16,8 +17,18 @@ from persistbench.results.units import human_bytes, human_seconds
 class Num:
     value: float | int | None
     unit: str = ""  # "s", "B", "B/s", "x" (a ratio), "%" (a fraction 0..1) or "" (plain)
+    n: int | None = None  # a measured median: its number of samples
+    halfwidth: float | None = None  # and its 95 % interval's half-width, relative
 
     def text(self) -> str:
+        plain = self._plain()
+        if self.n is None or plain in ("-", "∞"):
+            return plain
+        if self.halfwidth is None:
+            return f"{plain} (n={self.n})"
+        return f"{plain} ±{self.halfwidth * 100:.2g}\u00a0% (n={self.n})"
+
+    def _plain(self) -> str:
         v = self.value
         if v is None or (isinstance(v, float) and math.isnan(v)):
             return "-"
@@ -41,7 +52,11 @@ class Num:
             return "not measured"
         unit = {"B": " bytes", "s": " s", "B/s": " bytes/s", "x": " (ratio)",
                 "%": " (fraction)"}.get(self.unit, "")
-        return f"{v!r}{unit}"
+        if self.n is None:
+            return f"{v!r}{unit}"
+        spread = ("no 95 % interval (fewer than 6 samples)" if self.halfwidth is None else
+                  f"95 % interval of the median ±{self.halfwidth:.3g} (relative)")
+        return f"median {v!r}{unit} of {self.n} samples; {spread}"
 
     def __str__(self) -> str:
         return self.text()
@@ -76,3 +91,13 @@ def median(measure) -> float | None:
     if isinstance(measure, bool):
         return None
     return measure if isinstance(measure, int | float) else None
+
+
+def measured(measure, unit: str = "s") -> Num:
+    """A timing's median with its 95 % interval and sample count (`± 4 % (n=9)`): the
+    headline form. A plain number, or a timing without samples, is shown bare."""
+    if not isinstance(measure, dict) or measure.get("median") is None:
+        return Num(median(measure), unit)
+    samples = measure.get("samples") or []
+    return Num(measure["median"], unit, n=measure.get("n") or len(samples),
+               halfwidth=relative_halfwidth(samples) if samples else None)

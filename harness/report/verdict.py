@@ -8,7 +8,9 @@ as a tie; a need nobody measured says so and gives the command that measures it.
 Two formats tie unless the runner-up is at least `FACTOR` times worse *and*, when both
 figures carry a sample range, the ranges do not overlap: asv's rule for "changed"
 (`--factor` 1.1 and samples that differ), because timings on a shared machine move by more
-than small margins between runs.
+than small margins between runs. They also tie when their difference is below the harness
+floor (the cost of timing an empty phase under the figures' protocol, recorded beside each
+timing as `floor_s`): such a difference is the harness's, not the formats'.
 
 Reads only cells (the results schema), so the report, the terminal and `persistbench advise`
 print the same answers: `verdict(cells)` for the rows, `render_terminal(rows)` to print them.
@@ -19,7 +21,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from persistbench.report.values import Num, median
+from persistbench.report.values import Num, measured, median
 from persistbench.sources.formats import FORMATS
 
 FACTOR = 1.1
@@ -84,6 +86,8 @@ class Candidate:
     value: float
     low: float
     high: float
+    floor: float = 0.0  # the harness's own cost of timing nothing under this figure's protocol
+    shown: Num | None = None  # a single timing's median with its ± and n, as printed
 
 
 def candidate(fmt: str, measures: list) -> Candidate | None:
@@ -97,10 +101,14 @@ def candidate(fmt: str, measures: list) -> Candidate | None:
 
     value = sum(median(m) for m in measures)
     low, high = sum(bound(m, "min") for m in measures), sum(bound(m, "max") for m in measures)
-    return Candidate(fmt, value, min(low, value), max(high, value))
+    floor = sum((m.get("floor_s") or 0.0) if isinstance(m, dict) else 0.0 for m in measures)
+    shown = measured(measures[0]) if len(measures) == 1 else None
+    return Candidate(fmt, value, min(low, value), max(high, value), floor, shown)
 
 
 def tied(best: Candidate, other: Candidate) -> bool:
+    if other.value - best.value <= max(best.floor, other.floor):
+        return True  # below the harness floor: the timer's difference, not the formats'
     if best.value <= 0:
         return other.value <= 0
     return other.value < best.value * FACTOR or other.low <= best.high
@@ -124,7 +132,8 @@ def ranked(cands: list[Candidate], unit: str, less: str, figure_note: str = "",
                  f"{Num(FACTOR, 'x').text()}"
     else:
         margin = "the only format measured"
-    return Answer(tuple(c.fmt for c in ties), Num(best.value, unit), figure_note, margin, note,
+    figure = best.shown if best.shown is not None and unit == "s" else Num(best.value, unit)
+    return Answer(tuple(c.fmt for c in ties), figure, figure_note, margin, note,
                   verdict="tie" if len(ties) > 1 else "win")
 
 

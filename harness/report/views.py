@@ -7,6 +7,8 @@ every registered view, or the generic table for an experiment without one.
 
 from __future__ import annotations
 
+import statistics
+
 from persistbench.report import (
     portability_views,  # noqa: F401  (registers its view)
     safety_views,  # noqa: F401  (registers its views)
@@ -29,7 +31,13 @@ from persistbench.report.blocks import (
     status,
     view,
 )
-from persistbench.report.values import Num, median
+from persistbench.report.values import Num, measured, median
+from persistbench.results.protocols import (
+    PROTOCOLS,
+    START_SHARING_ASSUMES,
+    floor_of,
+    protocol_of,
+)
 from persistbench.results.vocabulary import START_REPEATS
 
 
@@ -54,6 +62,8 @@ def _start_counts(cells: list[dict]) -> list[Block]:
                      if isinstance(c.get("start_load_s"), dict)})
     skipped = sorted({c["start_reason"] for c in cells if c.get("start_reason")})
     out: list[Block] = [Paragraph(f"Server start not measured: {r}") for r in skipped]
+    if any(c.get("protocols", {}).get("start_load_s") for c in cells if counts):
+        out.append(Paragraph(START_SHARING_ASSUMES))
     if counts and counts[0] < START_REPEATS:
         out.append(Paragraph(
             f"Server start columns stand on {_span(counts)} "
@@ -63,19 +73,49 @@ def _start_counts(cells: list[dict]) -> list[Block]:
     return out
 
 
+TIMED_COLUMNS = (("dump", "dump_s"), ("load (warm)", "load_s"), ("first load", "load_first_s"),
+                 ("first predict", "first_predict_s"), ("load (cold)", "load_cold_s"),
+                 ("first predict after cold load", "load_cold_first_predict_s"),
+                 ("dump +RSS", "dump_peak_rss_bytes"), ("load +RSS", "load_peak_rss_bytes"),
+                 ("server start: imports", "start_import_s"),
+                 ("server start: load", "start_load_s"),
+                 ("server start: first predict", "start_first_predict_s"))
+
+
+def protocol_legend(cells: list[dict]) -> Block:
+    """Which protocol each column was measured under, what runs between its samples, and
+    the harness's floor under it: the cost of timing an empty phase, measured in the same
+    processes (a difference below it is the harness's, not the formats')."""
+    rows = []
+    for title, key in TIMED_COLUMNS:
+        names = sorted({p for c in _ok(cells) if key in c and (p := protocol_of(key, c))})
+        for name in names:
+            proto = PROTOCOLS[name]
+            under = [c for c in _ok(cells) if protocol_of(key, c) == name]
+            found = [f for c in under if (f := floor_of(key, c)) is not None]
+            rows.append([title, name, proto.situation, "; ".join(proto.between) or "nothing",
+                         Num(statistics.median(found) if found else None, "s")])
+    return Table("protocols: what each column stands for",
+                 ["column", "protocol", "situation", "between samples",
+                  "harness floor (median)"], rows,
+                 note="The harness floor is the cost of timing an empty phase under the "
+                      "protocol, in the same processes as the figures; two formats closer "
+                      "than it are a tie in the verdict.")
+
+
 @view("roundtrip", "Round trip: dump, load, size, memory, fidelity")
 def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
     blocks: list[Block] = [Table(
-        "per model and format (medians)",
+        "per model and format (medians; ± is the 95 % interval of the median, n its samples)",
         ["model", "size", "format", "status", "file", "dump", "load (warm)", "first load",
          "first predict", "first predict +RSS", "load (cold)", "first predict after cold load",
          "dump +RSS", "load +RSS", "server start: imports", "server start: load",
          "server start: first predict", "predictions equal"],
         [[c["model"], c["size"], c["format"], status(c), Num(c.get("file_bytes"), "B"),
-          Num(median(c.get("dump_s")), "s"), Num(median(c.get("load_s")), "s"),
+          measured(c.get("dump_s")), measured(c.get("load_s")),
           Num(c.get("load_first_s"), "s"), Num(median(c.get("first_predict_s")), "s"),
           Num(c.get("first_predict_rss_bytes"), "B"),
-          Num(median(c.get("load_cold_s")), "s"),
+          measured(c.get("load_cold_s")),
           Num(median(c.get("load_cold_first_predict_s")), "s"),
           Num(c.get("dump_peak_rss_bytes"), "B"), Num(c.get("load_peak_rss_bytes"), "B"),
           Num(median(c.get("start_import_s")), "s"), Num(median(c.get("start_load_s")), "s"),
@@ -83,10 +123,9 @@ def roundtrip_view(cells: list[dict], machine: dict) -> list[Block]:
           c.get("roundtrip_equal")] for c in cells],
         note="+RSS is the phase's peak resident memory above what the process held before it; "
              "first predict +RSS is what one row's predict left resident after a warm load "
-             "(pages a memory map deferred). Load (warm) is the steady state in a process "
-             "that already imported the libraries; first load is that process's first; "
-             "server start runs a new interpreter that imports what the file needs, loads "
-             "it and predicts one row (imports are only in their own column).")]
+             "(pages a memory map deferred). Each timing column's protocol (what situation "
+             "it stands for, what runs between its samples) is in the table below."),
+        protocol_legend(cells)]
     not_cold = sorted({c["load_cold_reason"] for c in cells
                        if c.get("load_cold_status") == "unsupported"})
     blocks += [Paragraph(f"Cold loads not measured: {reason}") for reason in not_cold]

@@ -21,13 +21,17 @@ import math
 from itertools import product
 from pathlib import Path
 
+from persistbench.results.protocols import HOT_LOOP, MEASURE_PROTOCOLS
 from persistbench.results.schema import SCHEMA, ResultsError, cell_id, read, validate
 
 EXPERIMENT = "roundtrip"
 PYTEST_PHASES = {"test_dump": "dump", "test_load": "load", "test_load_cold": "load_cold"}
 PYTEST_EXTRA = ("file_bytes", "dump_peak_rss_bytes", "load_peak_rss_bytes")
-ASV_TIMES = {"RoundTrip.time_dump": "dump", "RoundTrip.time_load": "load",
-             "ColdLoad.time_load_cold": "load_cold"}
+# asv: the harness's quantities under their protocols keep their names; asv's own loop
+# (the hot-loop protocol) is a different figure and gets a name of its own.
+ASV_TIMES = {"Quantities.track_dump_s": "dump", "Quantities.track_load_s": "load",
+             "Quantities.track_load_cold_s": "load_cold",
+             "RoundTrip.time_dump": "dump_hot_loop", "RoundTrip.time_load": "load_hot_loop"}
 ASV_TRACKS = {"PhaseMemory.track_file_size": "file_bytes",
               "PhaseMemory.track_dump_peak_rss": "dump_peak_rss_bytes",
               "PhaseMemory.track_load_peak_rss": "load_peak_rss_bytes"}
@@ -54,11 +58,20 @@ def read_any(path: Path) -> list[dict]:
 
 
 def _timing(prefix: str, median: float, low: float | None, high: float | None, n: int,
-            samples: list[float] | None) -> dict:
-    out: dict = {f"{prefix}_s": {"min": low, "median": median, "max": high, "n": n}}
+            samples: list[float] | None, protocol: str | None = None) -> dict:
+    """A timing and, in `protocols`, the protocol it was taken under (merged by the caller)."""
+    key = f"{prefix}_s"
+    out: dict = {key: {"min": low, "median": median, "max": high, "n": n},
+                 "protocols": {key: protocol or MEASURE_PROTOCOLS.get(key, HOT_LOOP.name)}}
     if samples:
-        out[f"{prefix}_s_samples"] = list(samples)
+        out[f"{key}_samples"] = list(samples)
     return out
+
+
+def _add(cell: dict, measures: dict) -> None:
+    protocols = {**cell.get("protocols", {}), **measures.pop("protocols", {})}
+    cell.update(measures)
+    cell["protocols"] = protocols
 
 
 def _header(model: str, size: str, fmt: str) -> dict:
@@ -92,8 +105,8 @@ def from_pytest_benchmark(data: dict, path: Path) -> dict:
                                       "source": "pytest-benchmark"})
         cell.update({k: extra[k] for k in PYTEST_EXTRA if k in extra})
         stats = bench["stats"]
-        cell.update(_timing(phase, stats["median"], stats["min"], stats["max"],
-                            int(stats["rounds"]), stats.get("data")))
+        _add(cell, _timing(phase, stats["median"], stats["min"], stats["max"],
+                           int(stats["rounds"]), stats.get("data"), extra.get("protocol")))
     commit = data.get("commit_info") or {}
     run = {"started": data["datetime"], "finished": data["datetime"], "argv": [],
            "harness_version": own["harness_version"], "profile": own["profile"],
@@ -186,11 +199,11 @@ def _asv_cells(result) -> dict:
             elif isinstance(value, float) and math.isnan(value):
                 cell.setdefault("skipped", []).append(short)
             elif short in ASV_TIMES:
-                cell.update(_timing(ASV_TIMES[short], value,
-                                    min(sample) if sample else None,
-                                    max(sample) if sample else None,
-                                    int((stat or {}).get("repeat") or len(sample or []) or 1),
-                                    sample))
+                _add(cell, _timing(ASV_TIMES[short], value,
+                                   min(sample) if sample else None,
+                                   max(sample) if sample else None,
+                                   int((stat or {}).get("repeat") or len(sample or []) or 1),
+                                   sample))
             else:
                 cell[ASV_TRACKS[short]] = int(value)
     for cell in cells.values():

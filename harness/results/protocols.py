@@ -1,57 +1,209 @@
-"""The protocol a measure was taken under, named from the measure's key.
+"""The measurement protocols: what situation each timing stands for, and what runs between
+its samples. Every timing the harness records names one of these.
 
-The same word means different situations: a round trip's `load_s` is a load repeated in a
-process that has already loaded the model once, its `start_load_s` the first load in a
-fresh interpreter, its `load_cold_s` a load after the file's pages were evicted. MEASURING.md
-shows these differ by an order of magnitude, so a figure read without its protocol misleads.
-Results do not record a protocol per measure yet; until they do, `protocol` derives it from
-the experiment and the key, by the rules below (first match wins). It is one function so
-that recorded protocols can replace it in one place.
+A figure means what its protocol says. The same load timed with a collection before each
+sample, in a fresh interpreter, or in a loop with nothing in between gives figures up to 13×
+apart (logreg pickle-p5 here: 14 µs repeated, 177 µs after `gc.collect()`, 92 µs first in a
+fresh interpreter). So what runs between samples is part of a protocol's definition, chosen
+because the situation has it, never for the harness's convenience: peak memory needs the
+allocator trimmed before each sample, so it is taken in samples of its own
+(`isolated-peak-memory`), never in the timing samples.
 
-| protocol            | what the figure stands for                                           |
-|---------------------|----------------------------------------------------------------------|
-| `deterministic`     | a file size: the same on every run                                   |
-| `fidelity`          | the loaded model's predictions against the original's                |
-| `fresh interpreter` | a new Python process: its imports, first load and first prediction   |
-| `cold page cache`   | the file's pages evicted before each load (`load_cold_*`)            |
-| `first in process`  | the first run of a phase in its process: the warm-up, kept apart     |
-| `warm in-process`   | repeated in one process after the warm-up: the steady state          |
-| `fresh servers`     | N freshly started serving processes, memory read after a prediction  |
-| `other environment` | saved in one scikit-learn environment, loaded in another             |
-| `once`              | measured once per cell, not repeated                                 |
+The definitions live here, below every room, so the report names the protocol of a column
+without importing the code that runs it (`persistbench.measure.sampling`), and a results file
+of an older harness, which recorded no protocol, still reads under the protocol its keys
+were taken with (`protocol_of`).
 """
 
 from __future__ import annotations
 
-PROTOCOLS = ("deterministic", "fidelity", "fresh interpreter", "cold page cache",
-             "first in process", "warm in-process", "fresh servers", "other environment",
-             "once")
+import statistics
+from dataclasses import dataclass
 
-BY_EXPERIMENT = {  # when no rule on the key applies
-    "roundtrip": "warm in-process",
-    "inference": "warm in-process",
-    "footprint": "fresh interpreter",
-    "sharing": "fresh servers",
-    "compat": "other environment",
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    situation: str  # the real situation the figure stands for
+    process: str  # the process a sample runs in
+    between: tuple[str, ...]  # what runs between two samples, outside the timing, in order
+    warmups: int  # runs before the first kept sample (kept apart, not discarded)
+    warmup_s: float = 0.0  # and more warm-up runs until this much time went into them
+
+    def describe(self) -> str:
+        """One paragraph: the legend of a column measured under this protocol."""
+        steps = "; ".join(self.between) if self.between else "nothing"
+        more = f" (and more until {self.warmup_s * 1e3:g} ms)" if self.warmup_s else ""
+        return (f"{self.name}: {self.situation}. Runs in {self.process}; "
+                f"{self.warmups} warm-up run(s){more}; between samples: {steps}.")
+
+
+WARM_REPEATED = Protocol(
+    "warm-repeated",
+    "a process that already did this twice does it again (a server reloading its model, a "
+    "job writing checkpoints): libraries imported, code paths warm",
+    "one child of the harness forked from its preloaded forkserver",
+    ("the previous sample's result is dropped (freed by reference counting); Python's own "
+     "cyclic collector runs when its thresholds say, as in any process",),
+    # Repeated loads settle after two in a plain process here; a fork of the preloaded
+    # forkserver pays copy-on-write faults on its parent's allocator pools for longer (a 15 µs
+    # load read 26-32 µs after 2 warm-ups, 16 µs after 10 ms of them, as a plain process).
+    2, 0.01)
+FIRST_IN_PROCESS = Protocol(
+    "first-in-process",
+    "the first time a process that has every library imported does this with this file",
+    "a child of the harness forked from its preloaded forkserver (one sample per process)",
+    (), 0)
+COLD_PAGE_CACHE = Protocol(
+    "cold-page-cache",
+    "a load after the file left the page cache (a server started after a reboot, or after "
+    "other files pushed this one out)",
+    "the warm-repeated process, after its warm loads",
+    ("fsync + POSIX_FADV_DONTNEED on the file", "mincore checks the file is no longer "
+     "resident (otherwise the measure is reported unsupported)"),
+    0)
+FIRST_LOAD_FRESH_PROCESS = Protocol(
+    "first-load-fresh-process",
+    "a server's start: a new interpreter imports only the modules the file needs, loads it "
+    "once and predicts one row",
+    "one new interpreter per start for all cells, forked where the cells' import lists part "
+    "(`persistbench.experiments.starts`): imports are summed along a cell's path, each part "
+    "timed once in a process that had imported exactly what precedes it",
+    ("a new interpreter",), 0)
+# What sharing one interpreter among the cells assumes; the report prints it.
+START_SHARING_ASSUMES = (
+    "Server starts share their imports: one new interpreter per start imports what the "
+    "cells' import lists have in common (numpy, then scikit-learn, then a model's modules) "
+    "and forks where they part; each fork imports its own next part, and each cell's load and "
+    "first prediction run in a fork of their own. This assumes that the interpreter's "
+    "start-up and each shared import cost the same for every cell that shares them, and "
+    "that a fork's first load is a new interpreter's: the fork shares its parent's memory "
+    "copy-on-write, so its first write to each inherited page costs a page fault a real "
+    "server does not pay. Checked here against new interpreters: the imports agreed within "
+    "1.1-1.7x on a loaded machine, but a fork's first load read 1.3-2.9x a new "
+    "interpreter's (logreg small pickle-p5: 288 µs against 98 µs), so start_load_s is an "
+    "upper bound, loosest for sub-millisecond loads.")
+FIRST_PREDICT_AFTER_LOAD = Protocol(
+    "first-predict-after-load",
+    "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
+    "pays what the load deferred",
+    "the warm-repeated process",
+    ("the previous model is dropped", "the file is loaded again (not timed)"), 1, 0.01)
+ISOLATED_PEAK_MEMORY = Protocol(
+    "isolated-peak-memory",
+    "how much memory one run needs above what the process holds live (memory only: these "
+    "samples are never timings)",
+    "the warm-repeated process, after its timing samples",
+    ("gc.collect()", "malloc_trim(0) (glibc)", "the kernel's high-water mark reset "
+     "(clear_refs) or an RSS sampler started"),
+    0)
+HOT_LOOP = Protocol(
+    "hot-loop",
+    "asv's own timer (`RoundTrip.time_*`): one call per sample with the collector off, the "
+    "benchmark's setup re-run before each call",
+    "asv's benchmark process",
+    ("the benchmark's `setup` (cached lookups, a fresh file name)",), 1)
+COLLECTED_BEFORE_EACH = Protocol(
+    "collected-before-each",
+    "no real situation: results written before protocols were recorded took each dump and "
+    "load sample right after a collection and an allocator trim, which dominates any "
+    "sub-millisecond figure",
+    "one child of the harness forked from its preloaded forkserver",
+    ("gc.collect()", "malloc_trim(0) (glibc)"), 1)
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
+    WARM_REPEATED, FIRST_IN_PROCESS, COLD_PAGE_CACHE, FIRST_LOAD_FRESH_PROCESS,
+    FIRST_PREDICT_AFTER_LOAD, ISOLATED_PEAK_MEMORY, HOT_LOOP, COLLECTED_BEFORE_EACH)}
+
+# The protocol each measure of the round trip is taken under; a cell records its own in
+# `protocols` (key -> name), and this table is what the harness writes there.
+MEASURE_PROTOCOLS: dict[str, str] = {
+    "dump_s": WARM_REPEATED.name,
+    "load_s": WARM_REPEATED.name,
+    "dump_first_s": FIRST_IN_PROCESS.name,
+    "load_first_s": FIRST_IN_PROCESS.name,
+    "load_cold_s": COLD_PAGE_CACHE.name,
+    "load_cold_first_predict_s": COLD_PAGE_CACHE.name,
+    "first_predict_s": FIRST_PREDICT_AFTER_LOAD.name,
+    "first_predict_after_first_load_s": FIRST_IN_PROCESS.name,
+    "start_import_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "start_load_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "start_first_predict_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "start_total_s": FIRST_LOAD_FRESH_PROCESS.name,
+    "dump_peak_rss_bytes": ISOLATED_PEAK_MEMORY.name,
+    "load_peak_rss_bytes": ISOLATED_PEAK_MEMORY.name,
+}
+# What a cell without `protocols` (an older harness's) was measured under: the same, except
+# that its in-process samples each followed a collection and a trim.
+UNRECORDED_PROTOCOLS: dict[str, str] = {
+    **MEASURE_PROTOCOLS,
+    **{k: COLLECTED_BEFORE_EACH.name for k in ("dump_s", "load_s", "load_cold_s",
+                                               "first_predict_s")},
 }
 
 
-def protocol(experiment: str, key: str) -> str:
-    """The protocol of measure `key` (a dotted path, as `report.compare.measures` names it)."""
+def protocol_of(key: str, cell: dict | None = None) -> str | None:
+    """The protocol a cell's measure was taken under: the one the cell recorded, else the
+    one an older harness used for that key (None: not a timing of a known protocol)."""
+    recorded = (cell or {}).get("protocols")
+    if isinstance(recorded, dict):
+        return recorded.get(key)
+    return UNRECORDED_PROTOCOLS.get(key)
+
+
+def floor_of(key: str, cell: dict) -> float | None:
+    """The harness floor recorded beside a cell's timing (None: not recorded)."""
+    measure = cell.get(key)
+    return measure.get("floor_s") if isinstance(measure, dict) else None
+
+
+def floors(cells: list[dict]) -> dict[str, float]:
+    """Protocol -> the median harness floor over the cells' timings taken under it."""
+    found: dict[str, list[float]] = {}
+    for cell in cells:
+        for key in cell:
+            value = floor_of(key, cell)
+            name = protocol_of(key, cell)
+            if value is not None and name:
+                found.setdefault(name, []).append(value)
+    return {name: statistics.median(values) for name, values in found.items()}
+
+
+# Figures that are not timings of a protocol above still say how they were obtained, so a
+# table of figures (`report.tidy`) never mixes kinds: name -> what the figure is.
+OTHER_KINDS: dict[str, str] = {
+    "deterministic": "a file size: the same on every run",
+    "fidelity": "the loaded model's predictions against the original's",
+    "fresh-servers": "N freshly started serving processes, memory read after a prediction",
+    "other-environment": "saved in one scikit-learn environment, loaded in another",
+    "once": "measured once per cell, not repeated",
+}
+KINDS = (*PROTOCOLS, *OTHER_KINDS)
+BY_EXPERIMENT = {  # when neither the cell nor a rule on the key says
+    "roundtrip": WARM_REPEATED.name,
+    "inference": WARM_REPEATED.name,
+    "footprint": FIRST_LOAD_FRESH_PROCESS.name,
+    "sharing": "fresh-servers",
+    "compat": "other-environment",
+}
+
+
+def protocol(experiment: str, key: str, cell: dict | None = None) -> str:
+    """How any measure `key` (a dotted path, as `report.compare.measures` names it) was
+    obtained: a protocol's name for a timing, else one of `OTHER_KINDS`."""
     leaf = key.rsplit(".", 1)[-1]
     if "file_bytes" in leaf:
         return "deterministic"
     if leaf.startswith("label_agreement") or leaf.endswith("_diff"):
         return "fidelity"
     if experiment == "roundtrip":
-        if key.startswith("start_"):
-            return "fresh interpreter"
-        if "cold" in key:
-            return "cold page cache"
-        if "_first" in key:  # dump_first_s, load_first_peak_rss_bytes, …_after_first_load_s
-            return "first in process"
+        named = protocol_of(key.removesuffix("_samples"), cell)
+        if named:
+            return named
         if key == "predict_eval_s":
             return "once"
+        if "_first" in key:  # e.g. dump_first_peak_rss_bytes
+            return FIRST_IN_PROCESS.name
     if "warmup" in leaf:
-        return "first in process"
+        return FIRST_IN_PROCESS.name
     return BY_EXPERIMENT.get(experiment, "once")

@@ -137,12 +137,19 @@ class ResultsFile:
 
     def put(self, cell: dict) -> None:
         """Replace the record of the same cell id (a further pass of it), or append it."""
+        self.put_many([cell])
+
+    def put_many(self, records: list[dict]) -> None:
+        """`put` for several records, written once (a batch's records arrive together)."""
         cells = self.data["cells"]
-        index = next((i for i, c in enumerate(cells) if c["cell_id"] == cell["cell_id"]), None)
-        if index is None:
-            cells.append(cell)
-        else:
-            cells[index] = cell
+        where = {c["cell_id"]: i for i, c in enumerate(cells)}
+        for cell in records:
+            index = where.get(cell["cell_id"])
+            if index is None:
+                where[cell["cell_id"]] = len(cells)
+                cells.append(cell)
+            else:
+                cells[index] = cell
         self.flush()
 
     def finish(self, state: str = "finished") -> None:

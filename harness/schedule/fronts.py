@@ -24,6 +24,13 @@ from typing import Any
 import numpy as np
 
 from persistbench.experiments import experiment
+from persistbench.experiments.quantities import (
+    Dumps,
+    NotCold,
+    Quantity,
+    cold_load_quantity,
+    load_quantity,
+)
 from persistbench.schedule.profiles import PROFILES, from_env
 from persistbench.sources.formats import FORMATS, Unsupported, describe_exception
 from persistbench.sources.models import MODELS, cache_path, load_cached
@@ -75,13 +82,18 @@ def definitions_version(grid: Grid, suite_source: str) -> str:
 
     asv's default version hashes the benchmark's own code only, so a change to how a zoo
     model is built or how a format dumps would continue the old series with incomparable
-    numbers. This hashes the model and format definitions, this module, the grid and the
-    suite's source together.
+    numbers. This hashes the model and format definitions, the quantities, their protocols
+    and sampler, this module, the grid and the suite's source together.
     """
+    from persistbench.experiments import quantities
+    from persistbench.measure import sampling
+    from persistbench.results import protocols
     from persistbench.sources import formats, models
 
     digest = hashlib.sha256()
     for part in (inspect.getsource(models), inspect.getsource(formats),
+                 inspect.getsource(quantities), inspect.getsource(sampling),
+                 inspect.getsource(protocols),
                  inspect.getsource(inspect.getmodule(definitions_version)), repr(grid),
                  suite_source):
         digest.update(part.encode())
@@ -141,6 +153,37 @@ def dumped(model: str, size: str, fmt: str) -> tuple[Path, dict]:
     except Exception as exc:
         raise NotMeasurable("error", f"load: {describe_exception(exc)}") from exc
     return path, prepared
+
+
+QUANTITIES = ("dump_s", "load_s", "load_cold_s")
+QUANTITY_BUDGET_S = 30.0
+
+
+def quantity(key: str, model: str, size: str, fmt: str) -> Quantity:
+    """A cell's timed quantity bound to its protocol: what `persistbench run` times under
+    the same name (NotMeasurable when the format cannot do the model)."""
+    path, prepared = dumped(model, size, fmt)
+    form = FORMATS[fmt]
+    if key == "load_s":
+        return load_quantity(form, path, prepared)
+    if key == "load_cold_s":
+        return cold_load_quantity(form, path, prepared, [])
+    if key == "dump_s":
+        est, X_eval = fitted(model, size)
+        return Dumps(form, est, X_eval, scratch_dir()).quantity()
+    raise KeyError(f"{key!r} is not one of {QUANTITIES}")
+
+
+def measured(key: str, model: str, size: str, fmt: str, repeat: int) -> float:
+    """The median of `repeat` samples of a quantity under its protocol, as the harness
+    takes them (the warm-up kept apart)."""
+    import statistics
+
+    try:
+        series = quantity(key, model, size, fmt).sample(repeat, QUANTITY_BUDGET_S)
+    except NotCold as exc:
+        raise NotMeasurable("unsupported", str(exc)) from exc
+    return statistics.median(series.samples)
 
 
 _fresh = itertools.count()

@@ -39,7 +39,8 @@ def plan_cells(*, profile: str = "quick", models=None, formats=None, sizes=None,
                workers: int | None = None, seed: int = 0, processes: int = 4,
                model: str | None = None, model_file: Path | None = None,
                data: Path | None = None, trust: tuple[str, ...] = (),
-               unconfined: bool = False) -> list[Cell]:
+               unconfined: bool = False, precision: float | None = None,
+               budget_s: float | None = None) -> list[Cell]:
     """The cells of a run: experiments x (zoo models and the user's own) x sizes x formats.
 
     A user factory is imported and a model file audited here, so a bad one fails before any
@@ -66,6 +67,10 @@ def plan_cells(*, profile: str = "quick", models=None, formats=None, sizes=None,
     options = {"repeat": repeat or prof["repeat"], "seed": seed, "processes": processes,
                "starts": prof["starts"] if starts is None else starts,
                "workers": workers or prof["workers"]}
+    if precision is not None:
+        options["precision"] = precision
+    if budget_s is not None:
+        options["budget_s"] = budget_s
     cells = []
     for name in experiments:
         exp = experiment(name)

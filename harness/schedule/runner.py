@@ -25,9 +25,11 @@ from persistbench.measure.noise import noise_snapshot, noise_summary
 from persistbench.measure.phases import PEAK_METHOD, allocator
 from persistbench.results.passes import add_pass, passes_done, pool_workers
 from persistbench.results.schema import ResultsFile, now, record_failure
+from persistbench.schedule.batches import StartBatch
 from persistbench.schedule.children import context, fresh_forkserver, run_child
 
 TRAIN_TIMEOUT_S = 3600.0
+PENDING_STARTS = "not measured: the run ended before this cell's batch of server starts"
 
 
 @dataclass
@@ -94,7 +96,11 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
                 break
             pooled.append(outcome["measures"])
         if pooled:
-            measures.update(pool_workers(pooled) if count > 1 else pooled[0])
+            taken = pool_workers(pooled) if count > 1 else pooled[0]
+            recorded = {**measures.get("protocols", {}), **taken.get("protocols", {})}
+            measures.update(taken)
+            if recorded:  # each step names the protocols of its own measures
+                measures["protocols"] = recorded
         if outcome["status"] != "ok":
             record_failure(record, outcome, step.__name__)
             break
@@ -122,7 +128,9 @@ def measure_cell(cell: Cell, timeout_s: float = 600.0, base: Path | None = None)
                 return _training_failed(cell, trained)
         workdir = scratch / "cell"
         workdir.mkdir()
-        return run_cell(cell, workdir, timeout_s)
+        record = run_cell(cell, workdir, timeout_s)
+        batch = StartBatch(scratch / "batch")
+        return batch.run(1)[0] if batch.add(cell, record, workdir, None) else record
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
@@ -211,12 +219,20 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     sweep_abandoned_scratch(base)
     scratch = make_scratch(base)
     trained: dict[tuple[str, str], dict] = {}
+    batch = StartBatch(scratch / "batch")
+
+    def run_batch(progress, task) -> None:
+        if batch.waiting:
+            progress.update(task, description=f"server starts of {len(batch.waiting)} cells")
+            results.put_many(batch.run(options.runs))
+
     try:
         with _progress() as progress:
             task = progress.add_task("cells", total=len(todo))
             last_of_pass = {pass_index: i for i, (pass_index, _) in enumerate(todo)}
             for i, (pass_index, cell) in enumerate(todo):
                 if i and pass_index != todo[i - 1][0]:
+                    run_batch(progress, task)
                     fresh_forkserver()
                 key = (cell.model, cell.size)
                 if cell.needs_model and key not in trained:
@@ -232,12 +248,20 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
                     workdir.mkdir()
                     try:
                         record = run_cell(cell, workdir, options.timeout_s)
+                        waiting = batch.add(cell, record, workdir,
+                                            results.record(cell.cell_id))
                     finally:
                         shutil.rmtree(workdir, ignore_errors=True)
+                    if waiting:
+                        record = dict(record, start_reason=PENDING_STARTS)
                 if options.runs > 1:
                     record = add_pass(results.record(cell.cell_id), record)
                 results.put(record)
                 progress.advance(task)
+                if batch.full():
+                    run_batch(progress, task)
+                if i == last_of_pass[pass_index]:
+                    run_batch(progress, task)
                 if options.runs > 1 and i == last_of_pass[pass_index]:
                     results.data["run"].setdefault("passes_finished", []).append(now())
     except KeyboardInterrupt:

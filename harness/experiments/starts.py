@@ -1,0 +1,231 @@
+"""Server starts measured once per shared import prefix, not once per cell.
+
+A server's start is a new interpreter that imports the modules its file needs, in the order
+`modules_for_loading` lists them (numpy first; then the estimator's modules, whose first
+import runs `sklearn/__init__`; then the format's library), loads the file and predicts one
+row. One interpreter per cell cost about 1 s here, 94 s of a 106 s quick run, though the cells
+share prefixes of that import sequence: every one starts with numpy, every scikit-learn one
+continues with sklearn, and a model's formats differ only in their last library.
+
+So one new interpreter per start imports the shared prefix and forks where the cells' import
+lists part: each fork continues exactly where its parent was, imports its own next part
+(timed), and forks again; a leaf loads its cell's file and predicts, timed alone. A cell's
+`start_import_s` is the sum of the parts on its path, each timed once, in a process that had
+imported exactly what came before it, in the server's order.
+
+What this sharing assumes (the report says it): (1) the interpreter's start-up and each shared
+import part cost the same for every cell that shares them; (2) a fork's first load is a new
+interpreter's first load: the fork shares its parent's memory copy-on-write, so the first
+write to each inherited page costs a page fault a real server would not pay (small beside a
+load; it makes the figure, if anything, slower).
+
+Run as `python -m persistbench.experiments.starts PLAN OUT`: the plan is the prefix tree, and
+every process appends one JSON line per part or leaf to OUT.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from persistbench.experiments.serving import first_use, load_input, server_environment
+
+LEAF_OVERHEAD_S = 10.0  # per leaf, on top of the plan's own timeout: a slow load still ends
+
+
+def segments(modules: list[str]) -> list[tuple[str, ...]]:
+    """The import list cut where cells can part: each top-level package alone first (its
+    `__init__` is what a submodule's import runs first), then the rest of its group."""
+    out: list[tuple[str, ...]] = []
+    group: list[str] = []
+
+    def close() -> None:
+        if group:
+            top = group[0].split(".")[0]
+            out.append((top,))
+            rest = tuple(m for m in group if m != top)
+            if rest:
+                out.append(rest)
+            group.clear()
+
+    for name in modules:
+        if group and name.split(".")[0] != group[0].split(".")[0]:
+            close()
+        group.append(name)
+    close()
+    return out
+
+
+def plan(entries: list[dict]) -> dict:
+    """The prefix tree of the entries' import segments; each entry (cell id, format, model
+    file, input rows, modules) becomes a leaf under the node of its last segment."""
+    root: dict = {"id": "", "modules": [], "children": {}, "leaves": []}
+    for entry in entries:
+        node = root
+        for segment in segments(entry["modules"]):
+            key = "|".join(segment)
+            node = node["children"].setdefault(key, {"id": f"{node['id']}/{key}",
+                                                     "modules": list(segment),
+                                                     "children": {}, "leaves": []})
+        node["leaves"].append({k: entry[k] for k in ("cell_id", "format", "model", "rows")})
+
+    def lists(node: dict) -> dict:
+        return {**node, "children": [lists(c) for c in node["children"].values()]}
+
+    return lists(root)
+
+
+def _write(out: str, record: dict) -> None:
+    fd = os.open(out, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, (json.dumps(record) + "\n").encode())
+    finally:
+        os.close(fd)
+
+
+def _in_fork(out: str, work, on_death: list[dict]) -> None:
+    """Run `work()` in a fork and wait for it; if it dies, say so for what it was to measure."""
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            work()
+        except BaseException as exc:  # reported, then this fork ends: the parent goes on
+            for record in on_death:
+                _write(out, {**record, "error": f"{type(exc).__name__}: {exc}"})
+            code = 1
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        for record in on_death:
+            _write(out, {**record, "error": f"killed by signal {os.WTERMSIG(status)}"})
+
+
+def _leaves(node: dict) -> list[dict]:
+    return node["leaves"] + [leaf for child in node["children"] for leaf in _leaves(child)]
+
+
+def _serve_leaf(leaf: dict, out: str) -> None:
+    started = time.perf_counter()
+    X = load_input(Path(leaf["rows"]))
+    served, _ = first_use(leaf["format"], Path(leaf["model"]), X)
+    _write(out, {"leaf": leaf["cell_id"], **served, "total_s": time.perf_counter() - started})
+
+
+def run_node(node: dict, out: str) -> None:
+    """Import this node's part (timed), then each leaf in a fork, then each child in one."""
+    started = time.perf_counter()
+    for name in node["modules"]:
+        importlib.import_module(name)
+    _write(out, {"node": node["id"], "import_s": time.perf_counter() - started})
+    for leaf in node["leaves"]:
+        _in_fork(out, lambda leaf=leaf: _serve_leaf(leaf, out), [{"leaf": leaf["cell_id"]}])
+    for child in node["children"]:
+        _in_fork(out, lambda child=child: run_node(child, out),
+                 [{"leaf": leaf["cell_id"]} for leaf in _leaves(child)])
+
+
+def main() -> None:
+    entered = time.monotonic()  # CLOCK_MONOTONIC: the parent's clock too (Linux)
+    plan_path, out = sys.argv[1], sys.argv[2]
+    tree = json.loads(Path(plan_path).read_text())
+    _write(out, {"node": "", "entered_monotonic": entered})
+    run_node(tree, out)
+
+
+def start_once(tree: dict, workdir: Path, timeout_s: float) -> dict[str, dict]:
+    """One new interpreter through the whole tree: cell id -> its start measures, or
+    {"error": why} for a cell whose part or leaf failed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    plan_path, out = workdir / "plan.json", workdir / "starts.jsonl"
+    plan_path.write_text(json.dumps(tree))
+    out.unlink(missing_ok=True)
+    spawned = time.monotonic()
+    with open(workdir / "starts.stderr", "wb") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "persistbench.experiments.starts",
+                                 str(plan_path), str(out)], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=stderr,
+                                env=server_environment(), start_new_session=True)
+        try:
+            proc.wait(timeout=timeout_s + LEAF_OVERHEAD_S * len(_leaves(tree)))
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    records = [json.loads(line) for line in out.read_text().splitlines()] \
+        if out.exists() else []
+    return assemble(tree, records, spawned, proc.returncode,
+                    (workdir / "starts.stderr").read_text(errors="replace"))
+
+
+def assemble(tree: dict, records: list[dict], spawned: float, returncode: int | None,
+             stderr: str) -> dict[str, dict]:
+    """Each leaf's measures from the records: imports summed along its path; the total from
+    spawning the interpreter (start-up included) through its leaf's load and predictions."""
+    imports = {r["node"]: r["import_s"] for r in records if "import_s" in r}
+    entered = next((r["entered_monotonic"] for r in records if "entered_monotonic" in r), None)
+    served = {r["leaf"]: r for r in records if "leaf" in r}
+    tail = stderr.strip().splitlines()
+    why_not = (f"the start interpreter exited with status {returncode}: "
+               f"{tail[-1] if tail else 'no message'}")
+    found: dict[str, dict] = {}
+
+    def walk(node: dict, path: list[str]) -> None:
+        path = [*path, node["id"]]
+        for leaf in node["leaves"]:
+            done = served.get(leaf["cell_id"])
+            if done is None or "error" in done or entered is None \
+                    or any(p not in imports for p in path):
+                found[leaf["cell_id"]] = {"error": (done or {}).get("error") or why_not}
+                continue
+            import_s = sum(imports[p] for p in path)
+            found[leaf["cell_id"]] = {
+                "import_s": import_s, "load_s": done["load_s"],
+                "first_predict_s": done["first_predict_s"], "floor_s": done["floor_s"],
+                "total_s": (entered - spawned) + import_s + done["total_s"]}
+        for child in node["children"]:
+            walk(child, path)
+
+    walk(tree, [])
+    return found
+
+
+def measure_starts(entries: list[dict], workdir: Path, repeats: int,
+                   timeout_s: float) -> dict[str, list[dict]]:
+    """`repeats` new interpreters through the entries' prefix tree: cell id -> one measure
+    dict per start."""
+    tree = plan(entries)
+    found: dict[str, list[dict]] = {e["cell_id"]: [] for e in entries}
+    for index in range(repeats):
+        for cell, measures in start_once(tree, workdir / f"start{index}", timeout_s).items():
+            found[cell].append(measures)
+    return found
+
+
+def summary(starts: list[dict[str, Any]]) -> dict:
+    """A cell's start measures as the results record them (the roundtrip's `start_*`)."""
+    from persistbench.measure.phases import stats
+
+    failed = [s["error"] for s in starts if "error" in s]
+    if failed:
+        return {"error": failed[0]}
+    out = {f"start_{key}": stats([s[key] for s in starts])
+           for key in ("import_s", "load_s", "first_predict_s", "total_s")}
+    floor = sorted(s["floor_s"] for s in starts)[len(starts) // 2]
+    for key in ("start_import_s", "start_load_s", "start_first_predict_s"):
+        out[key]["floor_s"] = floor
+    return out
+
+
+if __name__ == "__main__":
+    main()

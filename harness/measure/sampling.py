@@ -1,0 +1,131 @@
+"""Runs the protocols defined in `persistbench.results.protocols`: timing samples with exactly
+what the protocol puts between them, the harness's floor under each protocol, and peak
+memory in samples of its own.
+
+Timing samples and memory samples are separate because they need opposite things: a peak
+needs the collector run and the allocator trimmed before the phase (else the previous
+sample's freed memory is reused and the phase looks cheaper), and that housekeeping makes
+the next small load 10-13× slower than it is in any real process. So timings run under
+their protocol alone, and `isolated-peak-memory` samples follow them.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from persistbench.measure.phases import Phase, measure_phase
+from persistbench.results.precision import relative_halfwidth
+from persistbench.results.protocols import Protocol
+
+FLOOR_SAMPLES = 25
+MAX_WARMUPS = 10_000  # a warm-up by time stops here whatever the run costs
+MAX_SAMPLES = 400  # with --precision: a sub-microsecond phase would otherwise run for its budget
+
+
+@dataclass
+class Series:
+    """A protocol's timing samples of one phase: the warm-up runs kept apart, the kept
+    samples, and why there are fewer than asked for (budget spent), if there are."""
+
+    protocol: str
+    warmups: list[float] = field(default_factory=list)
+    samples: list[float] = field(default_factory=list)
+    short_reason: str | None = None
+
+    @property
+    def first(self) -> float | None:
+        return self.warmups[0] if self.warmups else None
+
+
+def timed(run: Callable[[], Any]) -> tuple[float, Any]:
+    """perf_counter around one call; the value comes back so the caller decides its life."""
+    start = time.perf_counter()
+    value = run()
+    return time.perf_counter() - start, value
+
+
+def enough(samples: list[float], repeat: int, precision: float | None) -> bool:
+    """The stopping rule: `repeat` samples; with `precision`, until the median's 95 %
+    interval is within that fraction of it (at least the 6 samples an interval needs), at
+    most MAX_SAMPLES."""
+    if precision is None:
+        return len(samples) >= repeat
+    if len(samples) >= MAX_SAMPLES:
+        return True
+    width = relative_halfwidth(samples)
+    return width is not None and width <= precision
+
+
+def sample(protocol: Protocol, run: Callable[[], Any], repeat: int, budget_s: float,
+           between: Callable[[], Any] | None = None, after: Callable[[Any], Any] | None = None,
+           precision: float | None = None, warmed_up: int = 0) -> Series:
+    """`protocol.warmups` runs (less the `warmed_up` ones the caller ran and kept itself),
+    then samples until `repeat` (or, with `precision`, until the median's 95 % interval is
+    that tight) or the time budget is spent; at least one sample.
+
+    `between()` is what the protocol runs before each run (eviction, an untimed load); it
+    is the caller's because it needs the cell's file, but the protocol names it. `after(v)`
+    sees each run's value while it is alive (outside the timing); the value is then dropped,
+    which is all a warm-repeated process does between two loads.
+    """
+    series = Series(protocol.name)
+    spent = 0.0
+
+    def one() -> float:
+        nonlocal spent
+        if between is not None:
+            between()
+        seconds, value = timed(run)
+        if after is not None:
+            after(value)
+        spent += seconds
+        return seconds  # the value dies here
+
+    warming = time.perf_counter()  # the wall clock: an empty run's own time is nanoseconds
+    for _ in range(protocol.warmups - warmed_up):
+        series.warmups.append(one())
+    while time.perf_counter() - warming < protocol.warmup_s and \
+            len(series.warmups) < MAX_WARMUPS and spent <= budget_s:
+        series.warmups.append(one())
+    while not series.samples or not (spent > budget_s
+                                     or enough(series.samples, repeat, precision)):
+        series.samples.append(one())
+    if not enough(series.samples, repeat, precision):
+        goal = (f"{repeat} samples" if precision is None else
+                f"a 95 % interval within ±{precision:.0%}")
+        series.short_reason = (f"{len(series.samples)} samples short of {goal}: the "
+                               f"{budget_s:g} s time budget was spent (one run took "
+                               f"{max(series.samples):.3g} s)")
+    return series
+
+
+def floor(protocol: Protocol, between: Callable[[], Any] | None = None,
+          n: int = FLOOR_SAMPLES) -> list[float]:
+    """The harness's own cost of timing an empty phase under `protocol`, in this process.
+
+    A difference between two formats smaller than this is the timer's and the protocol's,
+    not the formats': the verdict calls it a tie.
+    """
+    return sample(protocol, lambda: None, n, float("inf"), between=between).samples
+
+
+def peak_samples(run: Callable[[], Any], n: int,
+                 between: Callable[[], Any] | None = None) -> list[Phase]:
+    """`isolated-peak-memory`: collect, trim, reset the high-water mark, run; n times.
+
+    These runs' times are not kept as timings: the housekeeping before them is not part of
+    any situation a timing stands for.
+    """
+    phases = []
+    for _ in range(n):
+        if between is not None:
+            between()
+        gc.collect()
+        phase = measure_phase(run)
+        phase.value = None
+        phases.append(phase)
+    return phases
