@@ -11,12 +11,11 @@ from pathlib import Path
 from persistbench.commands.options import (
     fraction,
     model_file_options,
-    names,
     positive,
     refuse_overwrite,
     trusted,
-    writable_file,
 )
+from persistbench.schedule.planning import names, writable_file
 from persistbench.schedule.profiles import PROFILES
 from persistbench.sources.formats import FORMATS
 from persistbench.sources.models import CUSTOM_SIZE, MODELS, UsageError

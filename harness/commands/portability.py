@@ -13,12 +13,13 @@ import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
-from persistbench.commands.options import measure_then_report, names, positive, refuse_overwrite
+from persistbench.commands.options import measure_then_report, positive, refuse_overwrite
 from persistbench.envs.arch import HOME, missing_tools, parse_arches, prepare
 from persistbench.envs.server import running
 from persistbench.experiments import compat
 from persistbench.experiments import portability as experiment
 from persistbench.report.portability_views import print_matrix
+from persistbench.schedule.planning import names
 from persistbench.schedule.runner import RunOptions, run
 from persistbench.sources.models import DEFAULT_VARIANTS, MODELS, UsageError
 
