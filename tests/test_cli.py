@@ -102,7 +102,8 @@ def spawn_then_ctrl_c(exe, args, fds):
 util.spawnv_passfds = spawn_then_ctrl_c
 try:
     children.context()
-    time.sleep(2)  # the thread that took the signal may set Python's flag a moment later
+    for _ in range(100):  # the thread that took the signal may set Python's flag later,
+        time.sleep(0.1)  # by seconds on a loaded machine
 except KeyboardInterrupt:
     sys.exit(130)
 sys.exit(0)
