@@ -87,6 +87,8 @@ def test_unwritable_output_is_one_line_before_any_work(tmp_path, command, option
 
 CTRL_C_AS_THE_FORKSERVER_SPAWNS = """
 import os, signal, sys, time
+# A shell that starts a job in the background hands it SIGINT ignored; a terminal does not.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy  # its BLAS worker threads exist in a real run: a Ctrl-C may land on one
 from multiprocessing import util
 from persistbench.schedule import children
