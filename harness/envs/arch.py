@@ -41,6 +41,11 @@ BUILD_TIMEOUT_S = 1200.0
 READY = "ready.json"
 HOME = "amd64"
 EMULATED_CPU = "max"  # qemu's `-cpu`: every feature it emulates, named so results can say
+# One thread for OpenMP and OpenBLAS on every side. Under emulation, OpenMP's threads wait
+# for each other through the emulator (measured: a HistGradientBoosting predict of 500 rows
+# on arm64 took 0.2 s with two threads and 0.009 s with one); natively on a shared machine
+# they wait for a busy core. Both sides run the same, so thread count is not a difference.
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 # What a tree's interpreter says about itself: its distributions and its CPU.
 DESCRIBE = ("import json, platform, sys, importlib.metadata as m; print(json.dumps({"
             "'packages': {d.metadata['Name'].lower(): d.version for d in m.distributions()}, "
@@ -95,7 +100,8 @@ class Tree:
         """The shape `persistbench.envs.server.running` and the experiments read. Each tree
         trains into its own model cache: the cache key names versions, not CPUs, and a model
         another architecture trained would be a cross-architecture load before the cell."""
-        launch = {**(self.launch_env or {}), "PERSISTBENCH_CACHE": str(tree_dir(self.arch))}
+        launch = {**THREADS, **(self.launch_env or {}),
+                  "PERSISTBENCH_CACHE": str(tree_dir(self.arch))}
         return {**asdict(self), "key": self.arch, "launch_env": launch,
                 "sklearn": (self.packages or {}).get("scikit-learn", "?")}
 
