@@ -198,3 +198,15 @@ def test_the_report_section_opens_with_the_exceptions_and_keeps_emulated_times_a
     timings = next(b for b in rest if isinstance(b, Table) and b.title.startswith("load and"))
     assert [row[:2] for row in timings.rows] == [["amd64→s390x", "emulated"],
                                                  ["amd64→i386", "native"]]
+
+
+@pytest.mark.slow
+def test_the_i386_reproduction_script_still_reproduces(i386_run):
+    """benchmarks/portability_repro/knn_auto_i386.sh, on the trees the run above used."""
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks/portability_repro/knn_auto_i386.sh"
+    assert len(script.read_text().splitlines()) == 3
+    proc = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert proc.stderr.count("Buffer dtype mismatch, expected 'const ITYPE_t'") == 2
