@@ -113,6 +113,7 @@ def load_step(ctx: StepContext) -> dict:
            "loaded_pointer_bits": loaded.get("pointer_bits"),
            "loaded_byteorder": loaded.get("byteorder"),
            "loaded_python": loaded.get("python_version"),
+           "saved_stack": saved.get("stack"), "loaded_stack": loaded.get("stack"),
            # The load and predict times are the loading side's: emulated ones are not the
            # CPU's and are never set beside native ones.
            "emulated": loaded.get("route") == "emulated"}
