@@ -55,6 +55,10 @@ def run_matrix(models: list[str], formats: list[str], arches: list[str], reverse
             plan_options = {"seed": run_options.seed, "environments": served,
                             "artefacts_dir": str(scratch),
                             "directions": paths}
+            print(f"saving {len(models)} models in {len(formats)} formats on "
+                  f"{', '.join(dict.fromkeys(p.split('->')[0] for p in paths))}, at once")
+            experiment.presave(models, ["small"], formats, plan_options, scratch / "saving",
+                               run_options.timeout_s)
             results = run(experiment.plan(models, ["small"], formats, plan_options),
                           run_options)
     finally:
