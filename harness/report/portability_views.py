@@ -100,10 +100,10 @@ def _direction(variant: str) -> str:
     return f"{saved.split('+')[0]}→{loaded.split('+')[0]}"
 
 
-def _stack(cell: dict) -> str:
-    """The loading side's libraries, as a column names them."""
-    version = (cell.get("loaded_versions") or {}).get("scikit-learn")
-    return f"{cell.get('loaded_stack') or 'bookworm'} (scikit-learn {version})"
+def _stack(variant: str) -> str:
+    """The loading side's stack, as the direction's key names it (Debian's when unnamed)."""
+    _, _, stack = variant.split("->")[1].partition("+")
+    return stack or "bookworm"
 
 
 def _summary(by_format: dict[str, dict]) -> str:
@@ -124,9 +124,14 @@ def stacks(cells: list[dict]) -> list[Table]:
     """Per pair of architectures measured with more than one stack (Debian's and the
     current wheels), the stacks side by side: rows models, one column per stack."""
     grouped: dict[str, dict[str, dict[str, dict[str, dict]]]] = {}
+    versions: dict[str, str] = {}
     for c in _cells(cells):
-        grouped.setdefault(_direction(c["variant"]), {}).setdefault(_stack(c), {}) \
+        stack = _stack(c["variant"])
+        grouped.setdefault(_direction(c["variant"]), {}).setdefault(stack, {}) \
             .setdefault(c["model"], {})[c["format"]] = c
+        found = (c.get("loaded_versions") or {}).get("scikit-learn")
+        if found:
+            versions.setdefault(stack, found)
     tables = []
     for direction, by_stack in grouped.items():
         if len(by_stack) < 2:
@@ -134,8 +139,9 @@ def stacks(cells: list[dict]) -> list[Table]:
         models = list(dict.fromkeys(m for by_model in by_stack.values() for m in by_model))
         rows = [[model, *(_summary(by_model[model]) if model in by_model else None
                           for by_model in by_stack.values())] for model in models]
+        columns = [f"{stack} (scikit-learn {versions.get(stack, '?')})" for stack in by_stack]
         tables.append(Table(f"{direction}: each stack's outcome, both sides on the same "
-                            "versions", ["model", *by_stack], rows))
+                            "versions", ["model", *columns], rows))
     return tables
 
 
