@@ -198,3 +198,44 @@ def test_the_report_section_opens_with_the_exceptions_and_keeps_emulated_times_a
     timings = next(b for b in rest if isinstance(b, Table) and b.title.startswith("load and"))
     assert [row[:2] for row in timings.rows] == [["amd64→s390x", "emulated"],
                                                  ["amd64→i386", "native"]]
+
+
+@pytest.mark.slow
+def test_the_i386_reproduction_script_still_reproduces(i386_run):
+    """benchmarks/portability_repro/knn_auto_i386.sh, on the trees the run above used."""
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks/portability_repro/knn_auto_i386.sh"
+    assert len(script.read_text().splitlines()) == 3
+    proc = subprocess.run(["sh", str(script)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 1
+    assert proc.stderr.count("Buffer dtype mismatch, expected 'const ITYPE_t'") == 2
+
+
+def test_directions_go_out_from_home_and_back_from_the_reverse_architectures():
+    from persistbench.commands.portability import directions
+
+    assert directions(["amd64", "i386", "arm64"], ["arm64"]) == [
+        "amd64->i386", "amd64->arm64", "arm64->amd64"]
+    assert directions(["amd64+wheels", "arm64+wheels"], ["arm64"]) == [
+        "amd64+wheels->arm64+wheels", "arm64+wheels->amd64+wheels"]
+
+
+def test_the_current_stack_is_a_second_column_beside_debians():
+    from persistbench.report.portability_views import stacks
+
+    def cell(model, fmt, outcome, stack, version, message=None):
+        key = "" if stack == "bookworm" else f"+{stack}"
+        return _cell(model, fmt, outcome, message, direction=f"amd64{key}->arm64{key}",
+                     loaded_stack=stack, loaded_versions={"scikit-learn": version})
+
+    cells = [cell("knn", f, "identical", "bookworm", "1.2.1") for f in ("pickle", "joblib")]
+    cells += [cell("knn", "pickle", "error-load", "wheels", "1.9.1", "ValueError: x"),
+              cell("knn", "joblib", "within-tolerance", "wheels", "1.9.1"),
+              _cell("knn", "pickle", "identical", direction="amd64->i386")]
+    [table] = stacks(cells)  # i386 has one stack: no side-by-side table
+    assert table.title.startswith("amd64→arm64")
+    assert table.columns == ["model", "bookworm (scikit-learn 1.2.1)",
+                             "wheels (scikit-learn 1.9.1)"]
+    assert table.rows == [["knn", "fine with every format",
+                           "error-load with pickle; fine with joblib"]]

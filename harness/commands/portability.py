@@ -14,8 +14,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from persistbench.commands.options import measure_then_report, positive, refuse_overwrite
-from persistbench.envs.arch import HOME, missing_tools, parse_arches, prepare
+from persistbench.envs.arch import missing_tools, parse_arches, prepare
 from persistbench.envs.server import running
+from persistbench.envs.wheels import prepare_current
 from persistbench.experiments import compat
 from persistbench.experiments import portability as experiment
 from persistbench.report.portability_views import print_matrix
@@ -28,15 +29,24 @@ FORMATS = ("pickle", "pickle-p5", "joblib", "joblib-zlib3", "cloudpickle")
 DEFAULT_ARCHES = "i386,arm64,s390x"
 
 
-def directions(arches: list[str], reverse: list[str]) -> list[str]:
-    return [f"{HOME}->{a}" for a in arches] + [f"{a}->{HOME}" for a in reverse]
+def directions(keys: list[str], reverse: list[str]) -> list[str]:
+    """From the home side (the first key) to each other, and back from those whose
+    architecture (the key's part before `+`) is in `reverse`."""
+    home, *others = keys
+    return [f"{home}->{k}" for k in others] + [
+        f"{k}->{home}" for k in others if k.split("+")[0] in reverse]
 
 
 def run_matrix(models: list[str], formats: list[str], arches: list[str], reverse: list[str],
-               run_options, rebuild: bool = False) -> dict:
-    """Build the trees, start a server in each, then measure every cell through the runner;
-    the saved files live in a scratch directory of this run only."""
-    trees = [t.as_env() for t in prepare(arches, rebuild=rebuild)]
+               run_options, rebuild: bool = False, current: bool = True) -> dict:
+    """Build the trees (and, with `current`, the current wheels stack where the index has
+    it), start a server in each, then measure every cell through the runner; the saved
+    files live in a scratch directory of this run only."""
+    built = prepare(arches, rebuild=rebuild)
+    wheels = prepare_current(built, rebuild=rebuild) if current else []
+    trees = [t.as_env() for t in [*built, *wheels]]
+    paths = directions([t.key for t in built], reverse) + (
+        directions([t.key for t in wheels], reverse) if wheels else [])
     output = run_options.output
     output.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".persistbench-portability-", dir=output.parent))
@@ -44,7 +54,11 @@ def run_matrix(models: list[str], formats: list[str], arches: list[str], reverse
         with running(trees, compat.server_preload(formats)) as served:
             plan_options = {"seed": run_options.seed, "environments": served,
                             "artefacts_dir": str(scratch),
-                            "directions": directions(arches, reverse)}
+                            "directions": paths}
+            print(f"saving {len(models)} models in {len(formats)} formats on "
+                  f"{', '.join(dict.fromkeys(p.split('->')[0] for p in paths))}, at once")
+            experiment.presave(models, ["small"], formats, plan_options, scratch / "saving",
+                               run_options.timeout_s)
             results = run(experiment.plan(models, ["small"], formats, plan_options),
                           run_options)
     finally:
@@ -74,6 +88,9 @@ def add_parser(sub) -> None:
     p.add_argument("--resume", action="store_true", help="skip cells already in --output")
     p.add_argument("--rebuild", action="store_true",
                    help="rebuild the cached trees of the listed architectures")
+    p.add_argument("--no-wheels", action="store_true",
+                   help="leave out the second column: the current scikit-learn stack's wheels "
+                        "on arm64 and amd64 (needs the package index)")
     p.set_defaults(func=execute)
 
 
@@ -93,4 +110,5 @@ def execute(args) -> int:
     options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
                          seed=args.seed, argv=sys.argv, calibrate=False)
     return measure_then_report(output, lambda: print_matrix(
-        run_matrix(models, formats, arches, reverse, options, args.rebuild)))
+        run_matrix(models, formats, arches, reverse, options, args.rebuild,
+                   not args.no_wheels)))

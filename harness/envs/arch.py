@@ -41,6 +41,11 @@ BUILD_TIMEOUT_S = 1200.0
 READY = "ready.json"
 HOME = "amd64"
 EMULATED_CPU = "max"  # qemu's `-cpu`: every feature it emulates, named so results can say
+# One thread for OpenMP and OpenBLAS on every side. Under emulation, OpenMP's threads wait
+# for each other through the emulator (measured: a HistGradientBoosting predict of 500 rows
+# on arm64 took 0.2 s with two threads and 0.009 s with one); natively on a shared machine
+# they wait for a busy core. Both sides run the same, so thread count is not a difference.
+THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 # What a tree's interpreter says about itself: its distributions and its CPU.
 DESCRIBE = ("import json, platform, sys, importlib.metadata as m; print(json.dumps({"
             "'packages': {d.metadata['Name'].lower(): d.version for d in m.distributions()}, "
@@ -86,17 +91,25 @@ class Tree:
     byteorder: str | None = None
     pointer_bits: int | None = None
     python_version: str | None = None
+    stack: str = SUITE  # the libraries' source: Debian's packages, or "wheels" (envs.wheels)
+    home: str | None = None  # the directory holding its libraries and its model cache
 
     @property
     def ok(self) -> bool:
         return self.python is not None
 
+    @property
+    def key(self) -> str:
+        """How cells name it: the architecture, with the stack when it is not Debian's."""
+        return self.arch if self.stack == SUITE else f"{self.arch}+{self.stack}"
+
     def as_env(self) -> dict:
         """The shape `persistbench.envs.server.running` and the experiments read. Each tree
         trains into its own model cache: the cache key names versions, not CPUs, and a model
         another architecture trained would be a cross-architecture load before the cell."""
-        launch = {**(self.launch_env or {}), "PERSISTBENCH_CACHE": str(tree_dir(self.arch))}
-        return {**asdict(self), "key": self.arch, "launch_env": launch,
+        launch = {**THREADS, **(self.launch_env or {}),
+                  "PERSISTBENCH_CACHE": self.home or str(tree_dir(self.arch))}
+        return {**asdict(self), "key": self.key, "launch_env": launch,
                 "sklearn": (self.packages or {}).get("scikit-learn", "?")}
 
 
@@ -149,11 +162,13 @@ def _emulator_version(qemu: str) -> str:
     return words[2] if len(words) > 2 else "?"
 
 
-def launcher(arch_name: str, root: Path) -> tuple[list[str], dict[str, str], str, str | None]:
-    """The argv prefix running the tree's python3, what its environment adds, its route and
-    the emulator (with the CPU model it emulates) when there is one."""
+def launcher(arch_name: str, root: Path, python_path: Path | None = None
+             ) -> tuple[list[str], dict[str, str], str, str | None]:
+    """The argv prefix running the tree's python3 (or `python_path`, a virtual environment's
+    link to it), what its environment adds, its route and the emulator (with the CPU model
+    it emulates) when there is one."""
     arch = ARCHES[arch_name]
-    python = str(root / "usr/bin/python3")
+    python = str(python_path or root / "usr/bin/python3")
     env = {"LD_LIBRARY_PATH": _library_path(root, arch)}
     if arch.qemu:
         emulator = f"{arch.qemu} {_emulator_version(arch.qemu)} -cpu {EMULATED_CPU}"
@@ -182,6 +197,29 @@ def disk_bytes(path: Path) -> int:
             except OSError:
                 continue
     return total
+
+
+def read_ready(ready: Path) -> Tree:
+    """A tree recorded when it was built, now reused."""
+    known = {f.name for f in fields(Tree)}
+    cached = Tree(**{k: v for k, v in json.loads(ready.read_text()).items() if k in known})
+    cached.source = "cached"
+    return cached
+
+
+def described(arch: str, python_path: Path | None, ready: Path, started: float,
+              **extra) -> Tree:
+    """A newly built tree (or stack) as its interpreter describes itself, recorded in
+    `ready` for the next run."""
+    prefix, env, route, emulator = launcher(arch, tree_dir(arch), python_path)
+    facts = _describe(prefix, env)
+    built = Tree(arch, prefix, "built", route, emulator, env, packages=facts["packages"],
+                 build_s=time.monotonic() - started, disk_bytes=disk_bytes(ready.parent),
+                 machine=facts["machine"], byteorder=facts["byteorder"],
+                 pointer_bits=facts["pointer_bits"],
+                 python_version=facts["python_version"], **extra)
+    ready.write_text(json.dumps(asdict(built), indent=1))
+    return built
 
 
 def _compile(directory: Path, home_python: list[str], env: dict[str, str]) -> None:
@@ -228,27 +266,25 @@ def tree(arch: str, rebuild: bool = False, say=print, home: Tree | None = None) 
     with FileLock(directory.with_name(directory.name + ".lock")):
         ready = directory / READY
         if ready.exists() and not rebuild:
-            known = {f.name for f in fields(Tree)}
-            cached = Tree(**{k: v for k, v in json.loads(ready.read_text()).items()
-                             if k in known})
-            cached.source = "cached"
-            return cached
+            return read_ready(ready)
         start = time.monotonic()
         try:
             _build(arch, directory, say)
-            prefix, env, route, emulator = launcher(arch, directory)
+            prefix, env, _, _ = launcher(arch, directory)
             compiler = (home.python, home.launch_env) if home and home.ok else (prefix, env)
             _compile(directory, *compiler)
-            facts = _describe(prefix, env)
+            return described(arch, None, ready, start)
         except (RuntimeError, OSError, subprocess.SubprocessError, ValueError) as exc:
             return Tree(arch, None, "failed", reason=str(exc))
-        built = Tree(arch, prefix, "built", route, emulator, env, packages=facts["packages"],
-                     build_s=time.monotonic() - start, disk_bytes=disk_bytes(directory),
-                     machine=facts["machine"], byteorder=facts["byteorder"],
-                     pointer_bits=facts["pointer_bits"],
-                     python_version=facts["python_version"])
-        ready.write_text(json.dumps(asdict(built), indent=1))
-        return built
+
+
+def summary(made: Tree) -> str:
+    """One line on a tree: cached or built (in how long), its size and how it runs."""
+    size = f", {made.disk_bytes / 1e9:.2f} GB" if made.disk_bytes else ""
+    took = f" in {made.build_s:.0f} s" if made.source == "built" else ""
+    return (f"{made.key}: {made.source}{took}{size}, {made.route}"
+            + (f" ({made.emulator})" if made.emulator else "")
+            + (f": {made.reason}" if made.reason else ""))
 
 
 def prepare(arches: list[str], rebuild: bool = False, say=print) -> list[Tree]:
@@ -256,10 +292,6 @@ def prepare(arches: list[str], rebuild: bool = False, say=print) -> list[Tree]:
     trees: list[Tree] = []
     for arch in [HOME, *arches]:
         made = tree(arch, rebuild=rebuild, say=say, home=trees[0] if trees else None)
-        size = f", {made.disk_bytes / 1e9:.2f} GB" if made.disk_bytes else ""
-        took = f" in {made.build_s:.0f} s" if made.source == "built" else ""
-        say(f"{arch}: {made.source}{took}{size}, {made.route}"
-            + (f" ({made.emulator})" if made.emulator else "")
-            + (f": {made.reason}" if made.reason else ""))
+        say(summary(made))
         trees.append(made)
     return trees

@@ -21,7 +21,9 @@ import contextlib
 import functools
 import importlib
 import json
+import os
 import signal
+import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -101,40 +103,68 @@ def _died(returncode: int, stderr: str) -> str:
 
 # ----------------------------------------------------------------------------- dump step
 
+def handoff(path: Path, data: dict) -> None:
+    """A JSON file one process hands to another during a run (a manifest, a load's answer):
+    whole or absent (written beside, then renamed), but not fsynced and not indented. These
+    are not results, and a power cut loses the run anyway; under emulation the fsync and
+    the indenting encoder (pure Python) cost a third of a small model's load."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(data, fh, allow_nan=False,
+                      default=lambda v: v.item() if isinstance(v, np.generic) else str(v))
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def saved_dir_of(options: dict, saved_with: str, model: str, size: str) -> Path:
+    seed = int(options.get("seed", 0))
+    return Path(options["artefacts_dir"]) / saved_with / f"{model}-{size}-{seed}"
+
+
 def saved_dir(cell: Cell, saved_with: str) -> Path:
-    seed = int(cell.options.get("seed", 0))
-    return Path(cell.options["artefacts_dir"]) / saved_with / f"{cell.model}-{cell.size}-{seed}"
+    return saved_dir_of(cell.options, saved_with, cell.model, cell.size)
+
+
+def save_all(saved: dict, model: str, size: str, options: dict, formats: list[str],
+             workdir: Path, timeout_s: float | None = None) -> dict:
+    """Have A's server save `model` in those of `formats` not saved yet (the first one in
+    any case), once per run; the manifest's entries. A format whose process died is
+    recorded as an error with how it died."""
+    from persistbench.envs.server import request
+    directory = saved_dir_of(options, saved.get("key", saved["sklearn"]), model, size)
+    manifest = directory / MANIFEST
+    entries = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if formats[0] in entries:
+        return entries
+    todo = [f for f in formats if f not in entries]
+    proc = request(_server(saved), "persistbench.experiments.compat:save_in_env",
+                   {"model": model, "size": size, "seed": int(options.get("seed", 0)),
+                    "formats": todo, "directory": str(directory),
+                    "parameters": bool(options.get("parameters"))}, workdir, timeout_s)
+    entries = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if formats[0] not in entries:
+        raise RuntimeError(f"saving with {side(saved)}: {_died(proc.returncode, proc.stderr)}")
+    died = [f for f, e in entries.items() if e["status"] == "started"]
+    for name in died:  # the process died while saving these
+        entries[name] = {"status": "error", "reason": _died(proc.returncode, proc.stderr)}
+    if died:
+        handoff(manifest, entries)
+    return entries
 
 
 def dump_step(ctx: StepContext) -> dict:
     """Make sure A has saved this model in this format; the file outlives the cell."""
-    from persistbench.envs.server import request
-    from persistbench.results.schema import write_atomic
-
     cell = ctx.cell
     saved, _ = pair(cell)
-    server = _server(saved)
-    directory = saved_dir(cell, saved.get("key", saved["sklearn"]))
-    manifest = directory / MANIFEST
-    entries = json.loads(manifest.read_text()) if manifest.exists() else {}
-    if cell.format not in entries:
-        todo = [cell.format, *(f for f in cell.options["formats"]
-                               if f not in entries and f != cell.format)]
-        ctx.start_measuring()
-        proc = request(server, "persistbench.experiments.compat:save_in_env",
-                       {"model": cell.model, "size": cell.size,
-                        "seed": int(cell.options.get("seed", 0)), "formats": todo,
-                        "directory": str(directory),
-                        "parameters": bool(cell.options.get("parameters"))}, ctx.workdir)
-        entries = json.loads(manifest.read_text()) if manifest.exists() else {}
-        if cell.format not in entries:
-            raise RuntimeError(f"saving with {side(saved)}: "
-                               f"{_died(proc.returncode, proc.stderr)}")
-        died = [f for f, e in entries.items() if e["status"] == "started"]
-        for name in died:  # the process died while saving these
-            entries[name] = {"status": "error", "reason": _died(proc.returncode, proc.stderr)}
-        if died:
-            write_atomic(manifest, entries)
+    ctx.start_measuring()
+    entries = save_all(saved, cell.model, cell.size, cell.options,
+                       [cell.format, *(f for f in cell.options["formats"] if f != cell.format)],
+                       ctx.workdir)
     entry = entries[cell.format]
     if entry["status"] == "unsupported":
         raise Unsupported(f"{side(saved)}: {entry['reason']}")
@@ -171,7 +201,6 @@ def save_in_env(args: dict) -> None:
     predicts from each saved file (with `parameters`, also the fingerprints of what it
     saved, `persistbench.experiments.parameters`). A format whose process dies stays marked
     `started`."""
-    from persistbench.results.schema import write_atomic
     from persistbench.sources.models import load_cached, train_into_cache
     from persistbench.sources.resolve import resolve_spec
 
@@ -187,12 +216,12 @@ def save_in_env(args: dict) -> None:
     if args.get("parameters"):
         from persistbench.experiments.parameters import fingerprints
 
-        write_atomic(directory / PARAMETERS, fingerprints(est))
+        handoff(directory / PARAMETERS, fingerprints(est))
     versions = library_versions()
     for name in args["formats"]:
         fmt = FORMATS[name]
         entries[name] = {"status": "started"}
-        write_atomic(manifest, entries)
+        handoff(manifest, entries)
         path = directory / f"model{fmt.suffix}"
         try:
             info = fmt.dump(est, path, X_eval)
@@ -208,7 +237,7 @@ def save_in_env(args: dict) -> None:
             except Exception as exc:
                 entries[name] = {"status": "error", "reason": "saved, but the saving version "
                                  f"cannot load it back: {describe_exception(exc)}"}
-        write_atomic(manifest, entries)
+        handoff(manifest, entries)
 
 
 # ----------------------------------------------------------------------------- load step
@@ -217,8 +246,6 @@ def load_in_env(args: dict) -> None:
     """Inside B (a child forked from B's server, used for this file only): load A's file,
     predict, keep every warning raised; how long the load and the first predict took, and
     with `parameters` (a path) the loaded model's fingerprints."""
-    from persistbench.results.schema import write_atomic
-
     fmt = FORMATS[args["format"]]
     for module in [*LOADER_MODULES.get(fmt.library, ()), *args["modules"]]:
         with contextlib.suppress(ImportError):  # the load itself will report what is missing
@@ -226,7 +253,7 @@ def load_in_env(args: dict) -> None:
     X = np.load(args["X"], allow_pickle=False)
     path = Path(args["file"])
     out: dict = {"versions": library_versions(), "finished": False}
-    write_atomic(Path(args["result"]), out)  # from here on, a missing answer is a crash
+    handoff(Path(args["result"]), out)  # from here on, a missing answer is a crash
     phase = "load"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -237,7 +264,7 @@ def load_in_env(args: dict) -> None:
             if args.get("parameters"):
                 from persistbench.experiments.parameters import fingerprints
 
-                write_atomic(Path(args["parameters"]), fingerprints(obj))
+                handoff(Path(args["parameters"]), fingerprints(obj))
             phase = "predict"
             start = time.perf_counter()
             labels, proba = predict(fmt, obj, X)
@@ -250,7 +277,7 @@ def load_in_env(args: dict) -> None:
     out["finished"] = True
     out["warnings"] = [{"class": w.category.__name__, "text": str(w.message)[:500]}
                        for w in caught]
-    write_atomic(Path(args["result"]), out)
+    handoff(Path(args["result"]), out)
 
 
 def versions_differ(saved: dict, loaded: dict) -> dict[str, list]:

@@ -18,6 +18,7 @@ Timings taken under emulation are marked `emulated`: they say nothing about the 
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -44,6 +45,35 @@ def plan(models: list[str], sizes: list[str], formats: list[str], options: dict)
     opts = {**options, "formats": formats, "parameters": True}
     return [Cell(NAME, m, s, f, variant=d, options=opts, needs_model=False)
             for d in options["directions"] for m in models for s in sizes for f in formats]
+
+
+def presave(models: list[str], sizes: list[str], formats: list[str], options: dict,
+            workdir: Path, timeout_s: float) -> None:
+    """Every saving side saves every model in every format before the cells run, the sides
+    at once (one thread each; a side's server takes one request at a time). The dump steps
+    then find the files; nothing is measured here, and a save that failed is met again, and
+    recorded, by its cell's own dump step. Emulated saving is the slowest part of a run, and
+    it need not wait for the native cells."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    envs = {env["key"]: env for env in options["environments"]}
+    savers = [envs[key] for key in dict.fromkeys(d.split("->")[0]
+                                                 for d in options["directions"])]
+    opts = {**options, "parameters": True}
+
+    def save_side(env: dict) -> None:
+        if not env.get("server"):
+            return
+        for model in models:
+            for size in sizes:
+                with contextlib.suppress(RuntimeError, TimeoutError, OSError):
+                    compat.save_all(env, model, size, opts, formats,
+                                    Path(workdir) / env["key"], timeout_s)
+
+    for directory in savers:
+        (Path(workdir) / directory["key"]).mkdir(parents=True, exist_ok=True)
+    with ThreadPoolExecutor(max(len(savers), 1)) as pool:
+        list(pool.map(save_side, savers))
 
 
 def agreement(want: dict[str, np.ndarray], got: dict[str, np.ndarray]) -> dict:
@@ -113,6 +143,7 @@ def load_step(ctx: StepContext) -> dict:
            "loaded_pointer_bits": loaded.get("pointer_bits"),
            "loaded_byteorder": loaded.get("byteorder"),
            "loaded_python": loaded.get("python_version"),
+           "saved_stack": saved.get("stack"), "loaded_stack": loaded.get("stack"),
            # The load and predict times are the loading side's: emulated ones are not the
            # CPU's and are never set beside native ones.
            "emulated": loaded.get("route") == "emulated"}

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from persistbench.measure.emulation import emulation
 from persistbench.measure.phases import evict_verified
 from persistbench.results.identity import machine_id
 
@@ -87,6 +88,7 @@ def fingerprint(output_dir: Path) -> dict:
         "threadpools": _threadpools(),
         "filesystem": _filesystem(output_dir),
         "label": os.environ.get(LABEL_VAR, "").strip() or None,
+        "emulated": emulation(),  # not the CPU's timings: kept out of cross-machine ratios
     }
     fp["machine_id"] = machine_id(fp)
     return fp

@@ -239,3 +239,46 @@ def line_grid(groups: dict[str, dict[str, list[tuple[float, float]]]], xlabel: s
         ax.legend(fontsize=7)
         svgs.append(to_svg(fig, marks))
     return panels_html(svgs)
+
+
+def ratio_bars(panels: Sequence[tuple[str, dict[str, dict[str, tuple]]]], reference: str
+               ) -> str | None:
+    """Per panel (a measure), one row per format and one bar per machine: its speed relative
+    to `reference` (> 1: faster), the bar at the geometric mean over models, the whisker from
+    the slowest to the fastest model. `panels` is [(title, {machine: {format: (mean, low,
+    high, models)}})]; a panel without any ratio is left out."""
+    panels = [(t, by) for t, by in panels if any(by.values())]
+    if not panels:
+        return None
+    machines = list(dict.fromkeys(m for _, by in panels for m in by))
+    svgs = []
+    for title, by_machine in panels:
+        formats = [f for f in FORMATS if any(f in v for v in by_machine.values())]
+        formats += [f for v in by_machine.values() for f in v if f not in formats]
+        marks = Marks()
+        fig, ax = plt.subplots(figsize=(4.4, 0.9 + 0.3 * len(formats) * max(len(machines), 1)
+                                        ** 0.5))
+        height = 0.8 / len(machines)
+        for j, machine in enumerate(machines):
+            style = {"color": plt.get_cmap("tab10")(j % 10)}
+            for i, fmt in enumerate(formats):
+                if fmt not in by_machine.get(machine, {}):
+                    continue
+                mean, low, high, count = by_machine[machine][fmt]
+                y = i + (j - (len(machines) - 1) / 2) * height
+                ax.barh([y], [mean - 1], left=1, height=height * 0.9, zorder=2,
+                        gid=marks.gid(f"{fmt}, {machine}: {mean:.2f}× the speed of "
+                                      f"{reference} (geometric mean of {count} models; "
+                                      f"{low:.2f}×-{high:.2f}×)"), **style)
+                ax.plot([low, high], [y, y], color="black", lw=0.8, zorder=3)
+        ax.axvline(1.0, color="grey", lw=1, ls="--")
+        ax.set_xscale("log")
+        _unit_axis(ax, "x")
+        ax.set_title(title)
+        ax.set_xlabel(f"speed relative to {reference} (> 1×: faster)")
+        ax.set_yticks(range(len(formats)), formats)
+        ax.set_ylim(len(formats) - 0.5, -0.5)
+        svgs.append(to_svg(fig, marks))
+    legend = [(m, {"color": plt.get_cmap("tab10")(j % 10), "lw": 6})
+              for j, m in enumerate(machines)]
+    return panels_html([*svgs, _legend_svg([], legend)])

@@ -4,15 +4,21 @@ Absolute seconds answer "which machine is faster"; a load's throughput as a frac
 machine's own page-cache read bandwidth answers "does this format use the hardware well", which
 is what compares an arm64 box with an x86_64 one. Figures taken with different methods (a peak
 read from a reset high-water mark against one sampled from outside, say) stand side by side,
-marked, and are never turned into a ratio or a winner.
+marked, and are never turned into a ratio or a winner. Nor are the figures of a machine
+whose fingerprint says it ran under an emulator (`persistbench.measure.emulation`): they are
+the emulator's, not the CPU's, so they stand in the tables, marked, and enter no ratio.
+
+The page opens with the answer most readers came for: per format, how fast each real machine
+is relative to the first one (a geometric mean over the models both measured).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from statistics import geometric_mean
 
-from persistbench.report.blocks import Table
+from persistbench.report.blocks import Block, Paragraph, Table, chart, figure
 from persistbench.report.data import MachineResults
 from persistbench.report.pages import environment
 from persistbench.report.values import Hover, Num, median
@@ -27,6 +33,8 @@ MEASURES: tuple[tuple[str, str, str, str | None, str], ...] = (
     ("dump_peak_rss_bytes", "Peak memory while dumping", "B", None, ""),
     ("file_bytes", "File size", "B", None, ""),
 )
+# The measures the opening chart sets side by side as speed ratios.
+SPEED_MEASURES = (("load_s", "Warm load"), ("load_cold_s", "Cold load"), ("dump_s", "Dump"))
 # A format wins on one machine and loses on another only when both margins are real.
 WINNER_MARGIN = 1.05
 
@@ -38,10 +46,16 @@ class CrossMachine:
     winner_changes: list[str] = field(default_factory=list)
     methods: Table | None = None
     calibration: Table | None = None
+    speed: list[Block] = field(default_factory=list)
+
+
+def emulated(mr: MachineResults) -> str | None:
+    """How the machine's interpreter was emulated, as its fingerprint recorded it."""
+    return mr.machine.get("emulated")
 
 
 def _label(mr: MachineResults) -> str:
-    return mr.machine_id
+    return mr.machine_id + (" (emulated)" if emulated(mr) else "")
 
 
 def _run_methods(mr: MachineResults) -> dict:
@@ -77,6 +91,15 @@ def _comparable(key: str, machines: list[MachineResults]) -> dict[str, tuple[str
     return {}
 
 
+def _marked(num: Num, reasons: list[str]) -> Num | Hover:
+    """A figure with the marks (†, ‡) of the reasons that apply, each explained on hover."""
+    reasons = [r for r in reasons if r]
+    if num.value is None or not reasons:
+        return num
+    return Hover(f"{num.text()} {''.join(r[0] for r in reasons)}",
+                 "; ".join([num.exact(), *reasons]))
+
+
 def _measure_table(machines: list[MachineResults], cells: list[dict], keys: list[tuple],
                    measure: tuple) -> Table | None:
     key, title, unit, denominator, denominator_name = measure
@@ -91,24 +114,28 @@ def _measure_table(machines: list[MachineResults], cells: list[dict], keys: list
         if all(v is None for v in values):
             continue
         row: list = [model, size, fmt]
-        for v in values:
-            num = Num(v, unit)
-            row.append(Hover(f"{num.text()} †", f"{num.exact()}; taken with another method "
-                             "than on the other machines") if diff and v is not None else num)
+        for v, mr in zip(values, machines, strict=True):
+            row.append(_marked(Num(v, unit), [
+                "† taken with another method than on the other machines" if diff else "",
+                f"‡ {emulated(mr)}: the emulator's figure, not the CPU's, in no ratio"
+                if emulated(mr) else ""]))
         if denominator and not diff:
             row += [Num(efficiency(cell, key, mr.calibration, denominator)
-                        if cell else None, "%") for cell, mr in zip(found, machines, strict=True)]
+                        if cell and not emulated(mr) else None, "%")
+                    for cell, mr in zip(found, machines, strict=True)]
         rows.append(row)
     if not rows:
         return None
     note = ""
+    if any(emulated(mr) for mr in machines):
+        note = "‡ Measured under an emulator: shown, never in a ratio. "
     if diff:
         family, (a, b) = next(iter(diff.items()))
-        note = (f"† Not comparable across these machines: {family} was measured as {a!r} on "
-                f"one and {b!r} on another; shown side by side, never as a ratio.")
+        note += (f"† Not comparable across these machines: {family} was measured as {a!r} on "
+                 f"one and {b!r} on another; shown side by side, never as a ratio.")
     elif denominator:
-        note = (f"Efficiency: file bytes / median time as a fraction of the machine's own "
-                f"calibrated {denominator_name} bandwidth (higher uses the hardware better).")
+        note += (f"Efficiency: file bytes / median time as a fraction of the machine's own "
+                 f"calibrated {denominator_name} bandwidth (higher uses the hardware better).")
     return Table(title, columns, rows, note)
 
 
@@ -142,6 +169,58 @@ def winner_changes(machines: list[MachineResults], key: str = "load_s",
     return out
 
 
+def relative_speed(machines: list[MachineResults], key: str) -> dict[str, dict[str, tuple]]:
+    """{machine: {format: (geometric mean, lowest, highest, models)}} of the first machine's
+    median over each other machine's, for every (model, size) both measured: > 1 is faster.
+    Empty when the machines measured `key` with different methods."""
+    if len(machines) < 2 or _comparable(key, machines):
+        return {}
+    reference, *others = [_roundtrip(mr) for mr in machines]
+    out: dict[str, dict[str, tuple]] = {}
+    for mr, cells in zip(machines[1:], others, strict=True):
+        ratios: dict[str, list[float]] = {}
+        for (model, size, fmt), cell in cells.items():
+            here, there = median(reference.get((model, size, fmt), {}).get(key)), \
+                median(cell.get(key))
+            if here and there:
+                ratios.setdefault(fmt, []).append(here / there)
+        out[_label(mr)] = {f: (geometric_mean(r), min(r), max(r), len(r))
+                           for f, r in ratios.items()}
+    return out
+
+
+def speed_blocks(machines: list[MachineResults]) -> list[Block]:
+    """The page's opening: the relative-speed chart over the real machines, and what it
+    leaves out (emulated machines, measures taken with different methods), in sentences."""
+    real = [mr for mr in machines if not emulated(mr)]
+    notes = [f"{_label(mr)} is left out of every ratio: {emulated(mr)}; its figures are the "
+             "emulator's, not the CPU's." for mr in machines if emulated(mr)]
+    if len(real) < 2:
+        return [Paragraph(" ".join([f"No relative speed: {len(real)} real machine(s) "
+                                    "measured here, two are needed.", *notes]))]
+    panels = []
+    for key, title in SPEED_MEASURES:
+        ratios = relative_speed(real, key)
+        if ratios:
+            panels.append((title, ratios))
+        elif any(median(c.get(key)) for mr in real for c in _roundtrip(mr).values()):
+            family, (a, b) = next(iter(_comparable(key, real).items()))
+            notes.append(f"{title} is not compared: {family} was measured as {a!r} on one "
+                         f"machine and {b!r} on another.")
+    reference = _label(real[0])
+    blocks: list[Block] = []
+    if panels:
+        blocks.append(figure(
+            f"Relative speed per format, against {reference}", chart("ratio_bars", panels,
+                                                                     reference),
+            "Bar: the geometric mean over the models both machines measured of the reference's "
+            "median time over this machine's (> 1×: faster); whisker: the slowest to the "
+            "fastest model. Hover a bar for its numbers."))
+    if notes:
+        blocks.append(Paragraph(" ".join(notes)))
+    return blocks
+
+
 def cross_machine(machines: list[MachineResults]) -> CrossMachine:
     cells = [_roundtrip(mr) for mr in machines]
     keys = list(dict.fromkeys(k for c in cells for k in c))
@@ -150,7 +229,8 @@ def cross_machine(machines: list[MachineResults]) -> CrossMachine:
         table = _measure_table(machines, cells, keys, measure)
         if table is not None:
             page.tables.append(table)
-    page.winner_changes = winner_changes(machines)
+    page.winner_changes = winner_changes([mr for mr in machines if not emulated(mr)])
+    page.speed = speed_blocks(machines)
     families = sorted({f for mr in machines for f in _run_methods(mr)})
     page.methods = Table("How each machine measured", ["method", *page.machines],
                          [[f, *(_run_methods(mr).get(f, "unrecorded") for mr in machines)]

@@ -94,6 +94,57 @@ def matrix(cells: list[dict]) -> dict[str, dict[str, dict[str, dict]]]:
     return out
 
 
+def _direction(variant: str) -> str:
+    """The architectures of a direction, without the stacks: "amd64→arm64"."""
+    saved, loaded = variant.split("->")
+    return f"{saved.split('+')[0]}→{loaded.split('+')[0]}"
+
+
+def _stack(variant: str) -> str:
+    """The loading side's stack, as the direction's key names it (Debian's when unnamed)."""
+    _, _, stack = variant.split("->")[1].partition("+")
+    return stack or "bookworm"
+
+
+def _summary(by_format: dict[str, dict]) -> str:
+    """One model's outcomes over the formats, in a few words."""
+    troubled: dict[str, list[str]] = {}
+    for fmt, cell in by_format.items():
+        trouble = _trouble(cell) or (None if cell["status"] == "ok" else label(cell))
+        if trouble:
+            troubled.setdefault(trouble, []).append(fmt)
+    if not troubled:
+        return "fine with every format"
+    fine = [f for f in by_format if not any(f in fs for fs in troubled.values())]
+    parts = [f"{t} with {', '.join(fs)}" for t, fs in troubled.items()]
+    return "; ".join(parts + ([f"fine with {', '.join(fine)}"] if fine else []))
+
+
+def stacks(cells: list[dict]) -> list[Table]:
+    """Per pair of architectures measured with more than one stack (Debian's and the
+    current wheels), the stacks side by side: rows models, one column per stack."""
+    grouped: dict[str, dict[str, dict[str, dict[str, dict]]]] = {}
+    versions: dict[str, str] = {}
+    for c in _cells(cells):
+        stack = _stack(c["variant"])
+        grouped.setdefault(_direction(c["variant"]), {}).setdefault(stack, {}) \
+            .setdefault(c["model"], {})[c["format"]] = c
+        found = (c.get("loaded_versions") or {}).get("scikit-learn")
+        if found:
+            versions.setdefault(stack, found)
+    tables = []
+    for direction, by_stack in grouped.items():
+        if len(by_stack) < 2:
+            continue
+        models = list(dict.fromkeys(m for by_model in by_stack.values() for m in by_model))
+        rows = [[model, *(_summary(by_model[model]) if model in by_model else None
+                          for by_model in by_stack.values())] for model in models]
+        columns = [f"{stack} (scikit-learn {versions.get(stack, '?')})" for stack in by_stack]
+        tables.append(Table(f"{direction}: each stack's outcome, both sides on the same "
+                            "versions", ["model", *columns], rows))
+    return tables
+
+
 def _mark(cell: dict) -> str:
     text = label(cell)
     return text + (" · params ≠" if cell.get("parameters") == "differ" else "")
@@ -129,6 +180,7 @@ def portability_view(cells: list[dict], machine: dict) -> list[Block]:
         f"float within {PORTABILITY_TOLERANCE:g} × max(1, |value|). 'params ≠' marks a model "
         "whose stored arrays changed (after normalising byte order and integer width). "
         "Hover a cell for the message, the versions and how the loading side ran."))
+    blocks.extend(stacks(cells))
     for direction, models in matrix(cells).items():
         formats = list(dict.fromkeys(f for m in models.values() for f in m))
         rows: list[list[Any]] = []
@@ -155,7 +207,8 @@ def print_matrix(data: dict, console=None) -> None:
                           "cloudpickle", title="portability: trees")
         for t in trees:
             p = t.get("packages") or {}
-            table.add_row(t["arch"], escape(t.get("emulator") or t.get("route") or "-"),
+            table.add_row(t.get("key") or t["arch"],
+                          escape(t.get("emulator") or t.get("route") or "-"),
                           t.get("python_version") or "-",
                           *(p.get(k, "-") for k in ("scikit-learn", "numpy", "scipy",
                                                     "joblib", "cloudpickle")))
@@ -163,6 +216,11 @@ def print_matrix(data: dict, console=None) -> None:
     for sentence in exceptions(data["cells"]) or ["no exception: every file loaded and "
                                                   "predicted within tolerance"]:
         console.print(escape(f"- {sentence}"))
+    for side_by_side in stacks(data["cells"]):
+        table = RichTable(*side_by_side.columns, title=f"portability: {side_by_side.title}")
+        for row in side_by_side.rows:
+            table.add_row(*(escape(v or "-") for v in row))
+        console.print(table)
     for direction, models in matrix(data["cells"]).items():
         formats = list(dict.fromkeys(f for m in models.values() for f in m))
         table = RichTable("model", *formats, title=f"portability: {direction}")
