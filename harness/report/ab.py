@@ -82,21 +82,30 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def _step(value) -> float:
+    """A step's figure: the median of its series (a time), or its one number."""
+    return float(np.median(value)) if isinstance(value, list) else float(value)
+
+
 def _logs(pairs: list[dict], key: str, offset: float) -> np.ndarray | None:
-    """One log ratio per pair (round): the median over its samples of log(B_i / A_i), sample
-    i of A and of B having been taken one after the other."""
+    """One log ratio per pair (round): the median over its steps of log(B_i / A_i), step i
+    of A and of B having been taken one after the other (a step's time: its series' median)."""
     out = []
     for pair in pairs:
         a, b = pair["a"].get(key), pair["b"].get(key)
-        if not a or not b or len(a) != len(b):
+        if not a or not b or len(a) != len(b) or not all(
+                (isinstance(v, list) and v) or isinstance(v, int | float) for v in (*a, *b)):
             return None
-        out.append(float(np.median(np.log(np.asarray(b) + offset)
-                                   - np.log(np.asarray(a) + offset))))
+        steps_a = np.array([_step(v) for v in a]) + offset
+        steps_b = np.array([_step(v) for v in b]) + offset
+        out.append(float(np.median(np.log(steps_b) - np.log(steps_a))))
     return np.asarray(out)
 
 
 def _everything(pairs: list[dict], side: str, key: str) -> list[float]:
-    return [v for pair in pairs for v in pair[side].get(key, [])]
+    """Every sample of a side: a time's series flattened, older files' one number a step."""
+    return [x for pair in pairs for v in pair[side].get(key, [])
+            for x in (v if isinstance(v, list) else [v])]
 
 
 def analyse(data: dict, threshold_pct: float = 1.0, memory_threshold_pct: float = 5.0,
