@@ -47,14 +47,28 @@ def counts(data: dict, slowed: bool) -> dict[str, object]:
     return out
 
 
+def summary_line(data: dict, session: str) -> str:
+    found = counts(data, session != "aa")
+    return (", ".join(f"{key} flagged {found[key][0]}/{found[key][1]}" for key in TOUCHED_KEYS)
+            + f"; elsewhere {len(found['false'])}; could detect {found['power']}"
+            + "".join(f"\n     flagged elsewhere: {flag}" for flag in found["false"]))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sessions", default="aa,aa,aa,5,10")
     parser.add_argument("--models", default="logreg,random_forest,kneighbors")
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--out", type=Path, default=Path("ab-validation"))
+    parser.add_argument("--recount", action="store_true",
+                        help="count again what the sessions in --out found, measuring nothing")
     parser.add_argument("extra", nargs="*", help="more `persistbench ab` options, after --")
     args = parser.parse_args()
+    if args.recount:
+        for output in sorted(args.out.glob("*.json")):
+            session = output.stem.split("-", 1)[1]
+            print(f"{output.stem}: {summary_line(read(output), session)}")
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     base = base_environment()
     envs: dict[str, Path] = {}
@@ -74,14 +88,9 @@ def main() -> None:
         with open(args.out / f"{i + 1}-{session}.log", "w") as log:
             subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, check=False)
         wall = time.monotonic() - start
-        found = counts(read(output), session != "aa")
         line = (f"{session:>3}: {wall / 60:.1f} min, load {load[0]:.1f} -> "
-                f"{os.getloadavg()[0]:.1f}; " + ", ".join(
-                    f"{key} flagged {found[key][0]}/{found[key][1]}" for key in TOUCHED_KEYS)
-                + f"; elsewhere {len(found['false'])}; could detect {found['power']}")
+                f"{os.getloadavg()[0]:.1f}; " + summary_line(read(output), session))
         print(line, flush=True)
-        for flag in found["false"]:
-            print(f"     flagged elsewhere: {flag}", flush=True)
         summary.append(line)
     print("\n".join(summary))
 

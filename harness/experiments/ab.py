@@ -17,8 +17,9 @@ milliseconds, most of it the two collections before the memory samples.
 
 Why a series per step, not one run: a warm load of a small model takes 0.1-0.5 ms and one
 such load scatters by 15-20 % (sd of log(B/A) of two loads taken back to back, measured
-here under load 3-14); the median of a step's 20 loads scatters by a few per cent, so the
-pair of steps, not the single load, is the grain that drift and the test see. A's and B's
+here under load 3-14); the fastest of a step's 20 loads scatters by a few per cent (the
+report takes it: `persistbench.report.ab`), so the pair of steps, not the single load, is
+the grain that drift and the test see. A's and B's
 blocks of a cell run at the same time and their steps alternate one by one: the harness
 tells each side over a control socket when to take its next step.
 

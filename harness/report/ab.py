@@ -83,13 +83,20 @@ def _median(values: list[float]) -> float:
 
 
 def _step(value) -> float:
-    """A step's figure: the median of its series (a time), or its one number."""
-    return float(np.median(value)) if isinstance(value, list) else float(value)
+    """A step's figure: the fastest run of its series (a time), or its one number.
+
+    Another process on the CPU only ever adds time to a run, and on a busy machine it does
+    so to a run of a few milliseconds more often than not: in one session here (load 9, a
+    busy loop on one of the 2 cores), the round-to-round sd of a 1.4 ms load's log ratio
+    was 0.97 from its steps' medians and 0.09 from their fastest runs, 0.01-0.03 either
+    way for loads under 0.5 ms. The fastest run is what the code costs when nothing
+    interrupts it, and is compared with the other side's step taken just before or after."""
+    return float(np.min(value)) if isinstance(value, list) else float(value)
 
 
 def _logs(pairs: list[dict], key: str, offset: float) -> np.ndarray | None:
     """One log ratio per pair (round): the median over its steps of log(B_i / A_i), step i
-    of A and of B having been taken one after the other (a step's time: its series' median)."""
+    of A and of B having been taken one after the other (a step's time: its fastest run)."""
     out = []
     for pair in pairs:
         a, b = pair["a"].get(key), pair["b"].get(key)
