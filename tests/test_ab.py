@@ -152,6 +152,29 @@ def test_analysis_flags_the_slowed_measure_only():
     assert comp.regressions(5.0) and not comp.regressions(50.0)
 
 
+def test_a_pair_of_steps_is_judged_by_its_fastest_runs():
+    """Steps hold a series each: step i of B is compared with step i of A through their
+    fastest runs, so a spike inside a series and a drift between steps both cancel. Known answer:
+    every B series is A's times 1.05 (one sample of each B series a 10x spike), the machine
+    twice as slow in odd steps: every round's log ratio is log(1.05) exactly."""
+    from persistbench.report.ab import _everything, _logs
+
+    pairs = []
+    for r in range(8):
+        a, b = [], []
+        for step in range(6):
+            slow = 2.0 if step % 2 else 1.0
+            series = [slow * 1e-4] * 5
+            a.append(series)
+            b.append([v * 1.05 * (10 if k == r % 5 else 1) for k, v in enumerate(series)])
+        pairs.append({"round": r + 1, "a": {"load_s": a}, "b": {"load_s": b}})
+    logs = _logs(pairs, "load_s", 0.0)
+    assert logs == pytest.approx(np.full(8, math.log(1.05)))
+    assert len(_everything(pairs, "a", "load_s")) == 8 * 6 * 5
+    pairs[0]["b"]["load_s"][0] = []  # an empty series: that measure cannot be paired
+    assert _logs(pairs, "load_s", 0.0) is None
+
+
 def test_analysis_of_no_change_flags_only_exact_sizes():
     comp = analyse(_results({}))
     assert {r.key for r in comp.flagged()} == {"file_bytes"}

@@ -12,7 +12,7 @@ from rich.console import Console
 
 from persistbench.report.compare import Comparison, Row, compare
 from persistbench.report.compare_output import power_lines, print_comparisons
-from persistbench.report.compare_stats import instability
+from persistbench.report.compare_stats import UNSTABLE_SPREAD, instability
 from persistbench.report.values import Num
 
 CELLS = [f"roundtrip/m{i}/small/f" for i in range(8)]
@@ -51,6 +51,18 @@ def test_instability_is_the_quartile_spread():
     assert instability([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]) == 1.0
     assert instability([[1.0, 2.0]]) is None  # too few samples to say
     assert instability([[1, 1, 1, 10, 10, 10]]) == pytest.approx(10 / 1, rel=0.1)
+
+
+def test_spikes_are_noise_but_a_second_mode_is_unstable():
+    """Fifteen samples near 1 ms: two 100x spikes leave the quartiles where they were (the
+    test handles them); a second mode holding a third of the samples moves the upper
+    quartile onto it."""
+    rng = np.random.default_rng(0)
+    steady = list(1e-3 * np.exp(rng.normal(0, 0.05, 15)))
+    spikes = [steady[:5], steady[5:10], [*steady[10:13], 0.1, 0.1]]
+    assert instability(spikes) < UNSTABLE_SPREAD
+    second = [steady[:5], steady[5:10], [0.05] * 5]
+    assert instability(second) > UNSTABLE_SPREAD
 
 
 def test_a_bimodal_measure_is_unstable_and_never_fails_the_gate():

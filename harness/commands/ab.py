@@ -39,8 +39,9 @@ def add_parser(sub) -> None:
                    help="rounds: one pair of blocks per cell each, fresh processes each "
                         "(default 10)")
     p.add_argument("--samples", type=positive(int), default=20,
-                   help="round trips per side, cell and round, A's and B's alternating "
-                        "(default 20; fewer when a cell's --budget is spent)")
+                   help="steps per side, cell and round, A's and B's alternating; a step "
+                        "is a series of dumps, of warm loads, a cold load and two peak-memory "
+                        "samples (default 20; fewer when a cell's --budget is spent)")
     p.add_argument("--budget", type=positive(float), default=2.0, metavar="S",
                    help="seconds per cell and round after which no further sample is "
                         "taken (default 2)")
@@ -117,8 +118,8 @@ def execute(args) -> int:
     options = ABOptions(output=output, rounds=args.rounds, samples=args.samples,
                         seed=args.seed, timeout_s=args.timeout, argv=sys.argv, budget_s=args.budget,
                         calibrate=not args.no_calibrate, profile="ab")
-    print(f"{len(cells)} cells x {args.rounds} rounds x 2 sides, up to {args.samples} round "
-          "trips a side", flush=True)
+    print(f"{len(cells)} cells x {args.rounds} rounds x 2 sides, up to {args.samples} steps "
+          "a side", flush=True)
     try:
         data = run_ab(cells, sides, options, say=lambda text: print(text, flush=True))
     except SideUnavailable as exc:

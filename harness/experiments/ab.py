@@ -7,13 +7,21 @@ JSON file. The harness alternates A's and B's blocks of the same cell in a rando
 (`persistbench.schedule.interleave`), so whatever the machine does meanwhile hits both sides
 alike, and each (A block, B block) pair gives paired ratios.
 
-A sample is the round trip `run` times, in the situation `run` times it: the model is
-dumped (time, peak RSS, file size), the file just written is loaded (warm page cache: time,
-peak RSS), then evicted and loaded again (cold). After each phase the result is dropped and
-`gc.collect()` runs, as in the roundtrip experiment. The block's first dump and load are its
-warm-up (a process pays lazy imports and first-touch costs once) and are not kept. A's and
-B's blocks of a cell run at the same time, and their samples alternate one by one: the
-harness tells each side over a control socket when to take its next sample.
+A step is what one side measures while the other waits: the cell's quantities under the
+protocols `run` times them with (`persistbench.experiments.quantities`): a short series of
+warm-repeated dumps, a series of warm-repeated loads of the file just written, one cold load
+(after eviction, checked by mincore), then one `isolated-peak-memory` sample each of a dump
+and of a load. Each series takes its protocol's warm-ups (kept apart, not recorded) and then
+up to its number of samples or `STEP_BUDGET_S`, so a step of a small model takes tens of
+milliseconds, most of it the two collections before the memory samples.
+
+Why a series per step, not one run: a warm load of a small model takes 0.1-0.5 ms and one
+such load scatters by 15-20 % (sd of log(B/A) of two loads taken back to back, measured
+here under load 3-14); the fastest of a step's 20 loads scatters by a few per cent (the
+report takes it: `persistbench.report.ab`), so the pair of steps, not the single load, is
+the grain that drift and the test see. A's and B's
+blocks of a cell run at the same time and their steps alternate one by one: the harness
+tells each side over a control socket when to take its next step.
 
 Functions named `*_in_env` run inside the environments: they import only the harness's
 sources and measurement code and what the model needs.
@@ -21,20 +29,29 @@ sources and measurement code and what the model needs.
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 from pathlib import Path
 
 from persistbench.experiments.compat import library_versions
-from persistbench.measure.phases import evict_verified, measure_phase
+from persistbench.experiments.quantities import (
+    Dumps,
+    NotCold,
+    cold_load_quantity,
+    load_quantity,
+)
+from persistbench.measure.sampling import peak_samples
 from persistbench.sources.formats import FORMATS, Unsupported, describe_exception
 
 NAME = "ab"
-# What a block records per sample, each a list; the reports judge these.
+# What a block records per step, each a list: a time's entry is the step's list of samples,
+# a memory peak's or a size's one number. The reports judge these.
 TIMES = ("dump_s", "load_s", "load_cold_s")
 MEMORY = ("dump_peak_rss_bytes", "load_peak_rss_bytes")
 SIZES = ("file_bytes",)
+# Samples per step and series (fewer once STEP_BUDGET_S of a series' runs are spent).
+STEP_SAMPLES = {"dump_s": 5, "load_s": 20, "load_cold_s": 1}
+STEP_BUDGET_S = 0.1
 
 
 def prepare_in_env(args: dict) -> None:
@@ -54,36 +71,57 @@ def prepare_in_env(args: dict) -> None:
     write_atomic(Path(args["result"]), out)
 
 
-def _phase(run) -> tuple[float, int]:
-    """Time and peak RSS of one phase; its result is dropped before the next phase."""
-    phase = measure_phase(run)
-    phase.value = None
-    gc.collect()
-    return phase.seconds, phase.peak_rss_bytes
+class _Steps:
+    """A block's quantities on its cell's file, and one step of each appended to `out`."""
 
+    def __init__(self, fmt, est, X_eval, workdir: Path):
+        self.fmt, self.out = fmt, {key: [] for key in (*TIMES, *MEMORY, *SIZES)}
+        self.target = workdir / f"model{fmt.suffix}"
+        self.dumps = Dumps(fmt, est, X_eval, workdir / "dumps")
+        self.dumps.directory.mkdir()
+        self.dumps.next_file()
+        self.dumps.dump()  # raises Unsupported when the format cannot hold this model
+        os.replace(self.dumps.path, self.target)
+        self.prepared = fmt.prepare_load(self.target)
+        self.fractions: list[float | None] = []
+        self.cold_reason: str | None = None
 
-def _sample(fmt, target: Path, dump, out: dict) -> None:
-    """One round trip: dump, warm load of the file just written, cold load."""
-    seconds, peak = _phase(dump)
-    out["dump_s"].append(seconds)
-    out["dump_peak_rss_bytes"].append(peak)
-    out["file_bytes"].append(target.stat().st_size)
-    prepared = fmt.prepare_load(target)
-    seconds, peak = _phase(lambda: fmt.load(target, prepared))
-    out["load_s"].append(seconds)
-    out["load_peak_rss_bytes"].append(peak)
-    _, why_not = evict_verified(target)
-    if why_not:
-        out["load_cold_reason"] = why_not
-    else:
-        out["load_cold_s"].append(_phase(lambda: fmt.load(target, prepared))[0])
+    def _series(self, quantity, key: str) -> None:
+        self.out[key].append(quantity.sample(STEP_SAMPLES[key], STEP_BUDGET_S).samples)
+
+    def step(self) -> None:
+        fmt, out = self.fmt, self.out
+        self._series(self.dumps.quantity(), "dump_s")
+        out["dump_peak_rss_bytes"].append(peak_samples(
+            self.dumps.dump, 1, between=self.dumps.next_file)[0].peak_rss_bytes)
+        # The last dump is the file this step loads: a loaded mmap of the file before it
+        # is never overwritten, the new name replaces it.
+        os.replace(self.dumps.path, self.target)
+        out["file_bytes"].append(self.target.stat().st_size)
+        self._series(load_quantity(fmt, self.target, self.prepared), "load_s")
+        out["load_peak_rss_bytes"].append(peak_samples(
+            lambda: fmt.load(self.target, self.prepared), 1)[0].peak_rss_bytes)
+        if self.cold_reason is None:
+            try:
+                self._series(cold_load_quantity(fmt, self.target, self.prepared,
+                                                self.fractions), "load_cold_s")
+            except NotCold as exc:
+                self.cold_reason = str(exc)
+
+    def result(self) -> dict:
+        out = {"status": "ok", **self.out}
+        if self.cold_reason is not None:
+            out["load_cold_reason"] = self.cold_reason
+        if not out["load_cold_s"] or self.cold_reason is not None:
+            del out["load_cold_s"]
+        return out
 
 
 def block_in_env(args: dict) -> None:
-    """Inside a side: one warm-up round trip of a cell, then one round trip each time the
-    harness says `sample` on the control socket (answering `ok`), until it says `stop`.
+    """Inside a side: one step each time the harness says `sample` on the control socket
+    (answering `ok`), until it says `stop`.
 
-    The harness sends `sample` to A and B in turn, so the two sides' samples of one cell
+    The harness sends `sample` to A and B in turn, so the two sides' steps of one cell
     alternate one by one while the idle side waits in a blocking read."""
     import socket
 
@@ -92,33 +130,22 @@ def block_in_env(args: dict) -> None:
     from persistbench.sources.resolve import resolve_spec
 
     result = Path(args["result"])
+    if args.get("cpu") is not None and hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(0, {args["cpu"]})  # the other side's block runs on it too
     fmt = FORMATS[args["format"]]
     est, X_eval = load_cached(resolve_spec(args["model"]), args["size"], args["seed"])
-    workdir = Path(args["workdir"])
-    target = workdir / f"model{fmt.suffix}"
-    staged = workdir / f"staged{fmt.suffix}"
-
-    def dump():
-        fmt.dump(est, staged, X_eval)
-        os.replace(staged, target)  # a loaded mmap of the last file is never overwritten
-
     try:
-        dump()
+        steps = _Steps(fmt, est, X_eval, Path(args["workdir"]))
     except Unsupported as exc:
         write_atomic(result, {"status": "unsupported", "reason": str(exc)})
         return
-    prepared = fmt.prepare_load(target)
-    _phase(lambda: fmt.load(target, prepared))
-    out: dict = {"status": "ok", **{key: [] for key in (*TIMES, *MEMORY, *SIZES)}}
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as control:
         control.connect(args["control"])
         commands = control.makefile("r")
         while commands.readline().strip() == "sample":
-            _sample(fmt, target, dump, out)
+            steps.step()
             control.sendall(b"ok\n")
-    if not out["load_cold_s"]:
-        del out["load_cold_s"]
-    write_atomic(result, out)
+    write_atomic(result, steps.result())
 
 
 def read_block(path: Path) -> dict:

@@ -82,21 +82,37 @@ def _median(values: list[float]) -> float:
     return float(statistics.median(values))
 
 
+def _step(value) -> float:
+    """A step's figure: the fastest run of its series (a time), or its one number.
+
+    Another process on the CPU only ever adds time to a run, and on a busy machine it does
+    so to a run of a few milliseconds more often than not: in one session here (load 9, a
+    busy loop on one of the 2 cores), the round-to-round sd of a 1.4 ms load's log ratio
+    was 0.97 from its steps' medians and 0.09 from their fastest runs, 0.01-0.03 either
+    way for loads under 0.5 ms. The fastest run is what the code costs when nothing
+    interrupts it, and is compared with the other side's step taken just before or after."""
+    return float(np.min(value)) if isinstance(value, list) else float(value)
+
+
 def _logs(pairs: list[dict], key: str, offset: float) -> np.ndarray | None:
-    """One log ratio per pair (round): the median over its samples of log(B_i / A_i), sample
-    i of A and of B having been taken one after the other."""
+    """One log ratio per pair (round): the median over its steps of log(B_i / A_i), step i
+    of A and of B having been taken one after the other (a step's time: its fastest run)."""
     out = []
     for pair in pairs:
         a, b = pair["a"].get(key), pair["b"].get(key)
-        if not a or not b or len(a) != len(b):
+        if not a or not b or len(a) != len(b) or not all(
+                (isinstance(v, list) and v) or isinstance(v, int | float) for v in (*a, *b)):
             return None
-        out.append(float(np.median(np.log(np.asarray(b) + offset)
-                                   - np.log(np.asarray(a) + offset))))
+        steps_a = np.array([_step(v) for v in a]) + offset
+        steps_b = np.array([_step(v) for v in b]) + offset
+        out.append(float(np.median(np.log(steps_b) - np.log(steps_a))))
     return np.asarray(out)
 
 
 def _everything(pairs: list[dict], side: str, key: str) -> list[float]:
-    return [v for pair in pairs for v in pair[side].get(key, [])]
+    """Every sample of a side: a time's series flattened, older files' one number a step."""
+    return [x for pair in pairs for v in pair[side].get(key, [])
+            for x in (v if isinstance(v, list) else [v])]
 
 
 def analyse(data: dict, threshold_pct: float = 1.0, memory_threshold_pct: float = 5.0,

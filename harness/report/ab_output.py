@@ -24,8 +24,9 @@ def side_lines(comp: ABComparison) -> list[str]:
 
 def rule_lines(comp: ABComparison) -> list[str]:
     return [
-        "Times and peak memory: one log ratio B/A per pair (medians of the pair's two blocks, "
-        "taken back to back in a random order, fresh processes each round); the change is "
+        "Times and peak memory: one log ratio B/A per pair of blocks (the median over their "
+        "steps, taken back to back in a random order, of B/A of each step's fastest run; "
+        "fresh processes each round); the change is "
         "their Hodges-Lehmann estimate, with the exact signed-rank interval at "
         f"{comp.level * 100:.4g} %. Flagged when a Wilcoxon signed-rank test beyond "
         f"+-{comp.threshold:g} % (times) or +-{comp.memory_threshold:g} % (memory; changes "

@@ -18,6 +18,12 @@ fixed for every pair and read as a difference between A and B; a fresh pair of s
 round makes it spread between rounds instead. Rounds are the unit of evidence: they are
 independent of each other.
 
+Both sides' children of a cell run on one CPU, drawn at random for each cell and round. Their
+steps alternate, so they never need two; on one CPU they share what that CPU does meanwhile.
+On two CPUs, one side could sit beside a process hogging its CPU for the whole block while
+the other ran free: unpinned, with a busy loop pinned to one of this machine's two cores,
+whole rounds of a 1.4 ms load read B/A x2-x5 and the session's intervals widened to x1-x5.
+
 Every round is written to the results file atomically; a block that fails, hangs or dies
 stops that cell with its reason, and the session goes on.
 """
@@ -25,6 +31,7 @@ stops that cell with its reason, and the session goes on.
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import sys
 import tempfile
@@ -107,7 +114,7 @@ class _Side(threading.Thread):
     """One side's block: its request to the server, run in a thread, and its control line."""
 
     def __init__(self, name: str, server: str, cell: Cell, options: ABOptions,
-                 scratch: Path, sockets: Path):
+                 scratch: Path, sockets: Path, cpu: int | None):
         super().__init__(daemon=True)
         self.side, self.server, self.options = name, server, options
         self.workdir = Path(tempfile.mkdtemp(dir=scratch, prefix=f"{name}-"))
@@ -118,7 +125,8 @@ class _Side(threading.Thread):
         self.listener.listen(1)
         self.args = {"model": cell.model, "size": cell.size, "seed": options.seed,
                      "format": cell.format, "workdir": str(self.workdir),
-                     "result": str(self.workdir / "block.json"), "control": self.address}
+                     "result": str(self.workdir / "block.json"), "control": self.address,
+                     "cpu": cpu}
         self.proc = None
         self.error: str | None = None
         self.conn: socket.socket | None = None
@@ -177,7 +185,10 @@ def _pair(served: dict[str, dict], cell: Cell, options: ABOptions, scratch: Path
           sockets: Path, rng: np.random.Generator) -> dict:
     """Both sides' blocks of one cell at once, their samples alternating one by one in a
     random order, until `samples` or the block budget is spent."""
-    sides = {s: _Side(s, served[s]["server"], cell, options, scratch, sockets) for s in SIDES}
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    cpu = int(rng.choice(cpus)) if cpus else None
+    sides = {s: _Side(s, served[s]["server"], cell, options, scratch, sockets, cpu)
+             for s in SIDES}
     for side in sides.values():
         side.start()
     deadline = time.monotonic() + options.timeout_s
