@@ -83,3 +83,31 @@ def test_the_command_audits_several_files_with_one_start(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.count("verdict:") == 2
     assert not (tmp_path / "canary").exists()
+
+
+def test_joblibs_unpickler_reads_byte_arrays_in_place_to_the_same_result(tmp_path,
+                                                                         monkeypatch):
+    """The load stage's in-place fill gives what `buf[:] = file.read(n)` gives, a short
+    file included."""
+    import numpy as np
+
+    from persistbench.schedule.loadchild import _read_in_place
+
+    data = pickle.dumps({"x": np.arange(50_000.0), "b": bytearray(b"abc" * 1000)}, protocol=5)
+    whole, short = tmp_path / "whole.pkl", tmp_path / "short.pkl"
+    whole.write_bytes(data)
+    short.write_bytes(data[: len(data) // 2])
+
+    def outcome(path):
+        try:
+            with open(path, "rb") as fh:
+                obj = pickle._Unpickler(fh).load()
+            return ("loaded", obj["x"].sum(), bytes(obj["b"]))
+        except Exception as exc:
+            return ("error", type(exc).__name__)
+
+    monkeypatch.setattr(pickle._Unframer, "readinto", pickle._Unframer.readinto)
+    before = [outcome(whole), outcome(short)]
+    _read_in_place()
+    assert [outcome(whole), outcome(short)] == before
+    assert before[0][0] == "loaded" and before[1][0] == "error"
