@@ -106,3 +106,10 @@ def test_the_fuzzer_can_fail(monkeypatch):
 
     monkeypatch.setattr(Framed, "load_frame", lambda self, size: None)
     assert run(600, seed=1)["missed"]
+
+
+def test_a_module_name_with_a_space_is_read_whole(tmp_path):
+    """GLOBAL's two lines stay two strings: `j blib.numpy_pickle` is not module `j`."""
+    path = tmp_path / "space.pkl"
+    path.write_bytes(b"\x80\x02cj blib.numpy_pickle\nNumpyArrayWrapper\n.")
+    assert "j blib.numpy_pickle.NumpyArrayWrapper" in audit(path).imports

@@ -226,7 +226,7 @@ def _argument(op: pickletools.OpcodeInfo, src: Source | Framed, c_unpickler: boo
         return read_long(src.line(), c_unpickler)
     if desc.name == "stringnl_noescape_pair":  # GLOBAL, INST: both unpicklers decode UTF-8
         module, name = src.line()[:-1], src.line()[:-1]
-        return f"{module.decode('utf-8')} {name.decode('utf-8')}"
+        return module.decode("utf-8"), name.decode("utf-8")  # a pair: either may hold a space
     if desc.n == pickletools.UP_TO_NEWLINE:
         return desc.reader(io.BytesIO(src.line()))
     fmt, width = _LENGTH[desc.n]

@@ -388,7 +388,7 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
                 raise StreamError(f"memo value not found at index {arg}")
             stack.append(memo[arg])
         elif name in ("GLOBAL", "INST"):
-            module, _, attr = str(arg).partition(" ")
+            module, attr = arg
             ref = Ref(*resolve(module, attr, protocol))
             walk.use(ref, VALUE, pos)
             if name == "GLOBAL":
