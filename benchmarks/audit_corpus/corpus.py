@@ -25,9 +25,11 @@ import sys
 import tempfile
 import time
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
-from benchmarks.audit_corpus.payloads import CLASSES, write_all
+from benchmarks.audit_corpus.attacks import ATTACK_CLASSES, reset, took_effect, write_attacks
+from benchmarks.audit_corpus.payloads import CLASSES, Payload, write_all
 
 CHILD_TIMEOUT_S = 120
 REPOSITORY = Path(__file__).resolve().parents[2]  # the audit child runs this module by name
@@ -203,9 +205,12 @@ def _sandbox() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
-def verify(path: Path, canary: Path, loader: str) -> dict:
-    """Load `path` with its natural loader in a sandboxed child; did the payload run?"""
-    canary.unlink(missing_ok=True)
+def verify(path: Path, canary: Path, loader: str,
+           acted: Callable[[], bool] | None = None) -> dict:
+    """Load `path` with its natural loader in a sandboxed child; did the payload run?
+    (`acted`: how to tell, when the payload changes a file rather than creating one.)"""
+    if acted is None:
+        canary.unlink(missing_ok=True)
     script = f"import warnings; warnings.simplefilter('ignore'); path = {str(path)!r}\n" \
              + LOADERS[loader]
     with tempfile.TemporaryDirectory() as home:
@@ -217,9 +222,69 @@ def verify(path: Path, canary: Path, loader: str) -> dict:
                 (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1][:200]
         except subprocess.TimeoutExpired:
             outcome = "timeout"
+    if acted is not None:
+        return {"executed": acted(), "loader_outcome": outcome}
     executed = canary.exists()
     canary.unlink(missing_ok=True)
     return {"executed": executed, "loader_outcome": outcome}
+
+
+# ------------------------------------------------------------------- attacks, end to end
+
+def _command(args: list[str], cwd: Path) -> int:
+    """`persistbench ARGS` in a fresh process (as a user runs it); its exit status."""
+    env = {**os.environ, "PERSISTBENCH_CACHE": str(cwd / "cache")}
+    proc = subprocess.run([sys.executable, "-m", "persistbench", *args], cwd=cwd, env=env,
+                          capture_output=True, timeout=CHILD_TIMEOUT_S * 3)
+    return proc.returncode
+
+
+def check_attack(attack: Payload, path: Path, target: Path, scratch: Path,
+                 advise: bool = True) -> dict:
+    """One attack end to end: its own loader runs it (unconfined, in a sandboxed child);
+    then `persistbench audit` (both stages), `audit --static-only` and `advise` each see
+    it, and after each the canary is absent and the victim intact."""
+    scratch.mkdir(parents=True, exist_ok=True)
+    reset(attack, target)
+    loaded = verify(path, target, attack.loader, lambda: took_effect(attack, target))
+    reset(attack, target)
+    row: dict = {"file": attack.name, "technique": attack.technique,
+                 "technique_class": ATTACK_CLASSES[attack.technique], "loader": attack.loader,
+                 **loaded}
+    steps = [("audit", ["audit", str(path)]), ("static", ["audit", "--static-only", str(path)])]
+    if advise:
+        steps.append(("advise", ["advise", str(path), "--output", str(scratch / "advise")]))
+    for name, args in steps:
+        started = time.perf_counter()
+        row[f"{name}_exit"] = _command(args, scratch)
+        row[f"{name}_s"] = round(time.perf_counter() - started, 2)
+        row[f"{name}_took_effect"] = took_effect(attack, target)
+        reset(attack, target)
+    return row
+
+
+def run_attacks(folder: Path, advise: bool = True) -> dict:
+    """Every attack of `attacks.ATTACKS`, end to end; the summary and one row per file."""
+    warnings.simplefilter("ignore")
+    written = write_attacks(folder / "attacks", folder / "targets")
+    rows = [check_attack(a, path, target, folder / "scratch", advise)
+            for a, path, target in written]
+    acted = [r["file"] for r in rows if any(r.get(f"{s}_took_effect")
+                                            for s in ("audit", "static", "advise"))]
+    summary = {
+        "attack_files": len(rows),
+        "classes_covered": sorted({r["technique"] for r in rows}),
+        "ran_under_own_loader": sum(bool(r["executed"]) for r in rows),
+        "not_running": [r["file"] for r in rows if not r["executed"]],
+        "flagged_by_audit": sum(r["audit_exit"] == 1 for r in rows),
+        "missed_by_audit": [r["file"] for r in rows if r["audit_exit"] != 1],
+        "flagged_by_static_walk_alone": sum(r["static_exit"] == 1 for r in rows),
+        "missed_by_static_walk_alone": [r["file"] for r in rows if r["static_exit"] != 1],
+        "refused_by_advise": sum(r.get("advise_exit", 1) != 0 for r in rows),
+        "took_effect_during_audit_or_advise": acted,
+        "load_average": os.getloadavg(),
+    }
+    return {"summary": summary, "files": rows}
 
 
 # ------------------------------------------------------------------------------- audit
@@ -328,11 +393,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--large-mb", type=int, default=0,
                         help="also audit a model of this many MB (joblib and pickle)")
     parser.add_argument("--output", type=Path, help="write the full results as JSON")
+    parser.add_argument("--attacks", action="store_true",
+                        help="only the white-box attacks, end to end through the command "
+                             "line (audit, audit --static-only, advise)")
     parser.add_argument("--audit-child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.audit_child:
         print(json.dumps(audit_child(json.loads(args.audit_child.read_text()))))
         return 0
+    if args.attacks:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = run_attacks(args.folder or Path(tmp))
+        if args.output:
+            args.output.write_text(json.dumps(result, indent=1))
+        print(json.dumps(result["summary"], indent=1))
+        summary = result["summary"]
+        return 0 if not (summary["not_running"] or summary["missed_by_audit"]
+                         or summary["took_effect_during_audit_or_advise"]) else 1
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.folder or Path(tmp), args.large_mb)
     if args.output:

@@ -85,7 +85,13 @@ def _judge(node: dict, trusted: tuple[str, ...], findings: list[Finding]) -> str
     if loader not in allowlist()["skops_loaders"]:
         _flag(findings, "schema", f"{loader} {text}", "skops node type never written for "
               "scikit-learn, numpy or scipy objects")
-    if (module, cls) in SHAPES:
+    if loader == "MethodNode":  # getattr(obj, name): the method is what is used
+        name = node.get("content", {}).get("func") if isinstance(node.get("content"),
+                                                                  dict) else None
+        cls = f"{cls}.{name}"
+        text = f"{module}.{cls}"
+    # PartialNode builds functools.partial whatever class it declares
+    if (module, cls) in SHAPES or loader == "PartialNode":
         func = node.get("content", {}).get("func") if isinstance(node.get("content"),
                                                                   dict) else None
         target = (func.get("__module__"), func.get("__class__")) if isinstance(func,
@@ -98,6 +104,23 @@ def _judge(node: dict, trusted: tuple[str, ...], findings: list[Finding]) -> str
     if reason:
         _flag(findings, "untrusted-type", text, reason)
     return text
+
+
+def _reused_ids(schema: Any, findings: list[Finding]) -> None:
+    """skops builds a node id once (`get_tree` returns the first node of that id for every
+    later one): nodes sharing an id must declare the same type, or the type judged at one
+    place is not the one built there."""
+    declared: dict[Any, tuple] = {}
+    for node in _schema_nodes(schema):
+        if "__id__" not in node or not isinstance(node["__id__"], int | str):
+            continue
+        kind = (node.get("__module__"), node.get("__class__"))
+        loader = node.get("__loader__")
+        first = declared.setdefault(node["__id__"], (*kind, loader))
+        if first[:2] != kind or (loader != first[2] and "CachedNode" not in (loader, first[2])):
+            _flag(findings, "schema", f"node id {node['__id__']!r}", "declared as "
+                  f"{first[0]}.{first[1]} ({first[2]}) and as {kind[0]}.{kind[1]} ({loader}): "
+                  "skops builds the first for both")
 
 
 def read_skops(path: Path, trusted: tuple[str, ...], budget: Budget
@@ -144,5 +167,6 @@ def read_skops(path: Path, trusted: tuple[str, ...], budget: Budget
         return findings, [], None
     except (zipfile.BadZipFile, ValueError, OSError, EOFError, NotImplementedError) as exc:
         return findings, [], f"skops schema unreadable: {type(exc).__name__}: {exc}"
+    _reused_ids(schema, findings)
     types = sorted({_judge(node, trusted, findings) for node in _schema_nodes(schema)})
     return findings, types, None

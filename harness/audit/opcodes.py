@@ -30,6 +30,12 @@ class StreamError(Exception):
     """The stream cannot be followed any further; the real unpickler stops here too."""
 
 
+class Unfollowable(StreamError):
+    """The walk cannot follow the stream here, but the loader may go on: a finding, never
+    the quiet end of a reading (an array wrapper whose state joblib accepts and the walk
+    cannot size, for instance)."""
+
+
 @dataclass(frozen=True)
 class Large:
     """A byte or string argument too long to keep: only its kind and length are known."""
@@ -87,28 +93,110 @@ class Source:
         data = self.stream.readline(MAX_LINE + 1)
         self.offset += len(data)
         self._check()
-        if data.endswith(b"\n"):
-            return data
+        if data.endswith(b"\n") or len(data) <= MAX_LINE:
+            return data  # a whole line, or the file's last one (see `line`)
         length = len(data)
         while True:
             chunk = self.stream.readline(SKIP_CHUNK)
             self.offset += len(chunk)
             self._check()
             length += len(chunk)
-            if not chunk:
-                raise StreamError("pickle data was truncated (line without newline)")
-            if chunk.endswith(b"\n"):
+            if not chunk or chunk.endswith(b"\n"):
                 return length
 
     def line(self) -> bytes:
         data = self.stream.readline(MAX_LINE + 1)
         self.offset += len(data)
         self._check()
-        if not data.endswith(b"\n"):
-            if len(data) > MAX_LINE:
-                raise StreamError(f"line argument longer than {MAX_LINE} bytes")
-            raise StreamError("pickle data was truncated (line without newline)")
+        if len(data) > MAX_LINE and not data.endswith(b"\n"):
+            raise StreamError(f"line argument longer than {MAX_LINE} bytes")
+        # A last line without its newline is still read by both unpicklers (its last byte
+        # stands for the newline): `c<module>\n<name>` at the end of the file resolves.
         return data
+
+
+FRAME_LIMIT = 64 << 20  # picklers write frames of about 64 KiB; a loader reads any size
+
+
+class Framed:
+    """The pure-Python unpickler's view of a stream (`pickle._Unframer`, what `joblib.load`
+    reads opcodes through): after FRAME, opcodes and their arguments come from the frame,
+    and an argument may not run past its end; once the frame is used up, from the file.
+    joblib reads array bytes from the file itself (`Source`), which after a FRAME is
+    further on than the opcodes: a reader that ignores frames reads those bytes out of
+    step with the loader."""
+
+    def __init__(self, src: Source):
+        self.src = src
+        self.frame: bytes | None = None
+        self.at = 0  # position in the frame
+        self.start = 0  # file offset of the frame's first byte
+
+    @property
+    def offset(self) -> int:
+        return self.start + self.at if self.frame is not None else self.src.offset
+
+    def load_frame(self, size: int) -> None:
+        if self.frame is not None and self.at < len(self.frame):
+            raise StreamError("beginning of a new frame before end of current frame")
+        if size > FRAME_LIMIT:
+            raise Unfollowable(f"FRAME of {size:,} bytes: larger than any pickler writes")
+        self.start = self.src.offset
+        self.frame, self.at = self.src.read(size), 0  # a short read makes a short frame
+
+    def _take(self, size: int) -> bytes | None:
+        """`size` bytes of the frame; None once it is used up (reads go to the file)."""
+        if self.frame is None:
+            return None
+        data = self.frame[self.at:self.at + size]
+        if not data and size:
+            self.frame = None
+            return None
+        if len(data) < size:
+            raise StreamError("pickle exhausted before end of frame")
+        self.at += size
+        return data
+
+    def read(self, size: int) -> bytes:
+        data = self._take(size)
+        return self.src.read(size) if data is None else data
+
+    def exact(self, size: int) -> bytes:
+        data = self._take(size)
+        return self.src.exact(size) if data is None else data
+
+    def skip(self, size: int) -> None:
+        if self.frame is not None and size > len(self.frame) - self.at and \
+                self.at < len(self.frame):
+            raise StreamError("pickle exhausted before end of frame")
+        if self._take(size) is None:
+            self.src.skip(size)
+
+    def _frame_line(self) -> bytes | None:
+        if self.frame is None:
+            return None
+        end = self.frame.find(b"\n", self.at)
+        if self.at >= len(self.frame):
+            self.frame = None
+            return None
+        if end < 0:
+            raise StreamError("pickle exhausted before end of frame")
+        data, self.at = self.frame[self.at:end + 1], end + 1
+        return data
+
+    def line(self) -> bytes:
+        data = self._frame_line()
+        if data is None:
+            return self.src.line()
+        if len(data) > MAX_LINE:
+            raise StreamError(f"line argument longer than {MAX_LINE} bytes")
+        return data
+
+    def long_line(self) -> bytes | int:
+        data = self._frame_line()
+        if data is None:
+            return self.src.long_line()
+        return data if len(data) <= MAX_LINE else len(data)
 
 
 def _decode(name: str, data: bytes) -> Any:
@@ -121,7 +209,7 @@ def _decode(name: str, data: bytes) -> Any:
     return data
 
 
-def _argument(op: pickletools.OpcodeInfo, src: Source, c_unpickler: bool) -> Any:
+def _argument(op: pickletools.OpcodeInfo, src: Source | Framed, c_unpickler: bool) -> Any:
     desc = op.arg
     if desc is None:
         return None
@@ -138,7 +226,7 @@ def _argument(op: pickletools.OpcodeInfo, src: Source, c_unpickler: bool) -> Any
         return read_long(src.line(), c_unpickler)
     if desc.name == "stringnl_noescape_pair":  # GLOBAL, INST: both unpicklers decode UTF-8
         module, name = src.line()[:-1], src.line()[:-1]
-        return f"{module.decode('utf-8')} {name.decode('utf-8')}"
+        return module.decode("utf-8"), name.decode("utf-8")  # a pair: either may hold a space
     if desc.n == pickletools.UP_TO_NEWLINE:
         return desc.reader(io.BytesIO(src.line()))
     fmt, width = _LENGTH[desc.n]
@@ -176,7 +264,8 @@ def _table() -> dict[int, tuple[str, Any]]:
 _TABLE = _table()
 
 
-def read_opcodes(src: Source, c_unpickler: bool = True) -> Iterator[tuple[str, Any, int]]:
+def read_opcodes(src: Source | Framed, c_unpickler: bool = True
+                 ) -> Iterator[tuple[str, Any, int]]:
     """(opcode name, argument, byte offset) until the stream ends; STOP is yielded, not
     treated specially: the caller decides what comes after it. `c_unpickler`: arguments
     as `pickle.load` reads them, else as the pure-Python unpickler of `joblib.load`."""

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from persistbench.audit.budget import Budget, BudgetExceeded
-from persistbench.audit.opcodes import OPCODE_BYTES, Source, StreamError
+from persistbench.audit.opcodes import OPCODE_BYTES, Source, StreamError, Unfollowable
 from persistbench.audit.policy import Finding
 from persistbench.audit.walker import PickleWalk, walk_stream
 
@@ -50,6 +50,10 @@ def _follow(src: Source, walk: PickleWalk, compression: str | None) -> Reading:
                       "loader", end)
     except BudgetExceeded as exc:
         walk.flag("budget", str(exc), "the audit stops here; a loader would go on", src.offset)
+    except Unfollowable as exc:
+        walk.flag("unfollowable", str(exc), "the walk cannot follow the stream past this "
+                  "point, and the loader may go on: what comes after is unseen", src.offset)
+        reading.error = f"{walk.loader} cannot be followed past byte {src.offset}: {exc}"
     except STREAM_ERRORS as exc:
         reading.error = f"{walk.loader} stops at byte {src.offset}: {exc}"
     return reading

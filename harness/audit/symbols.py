@@ -40,6 +40,8 @@ class Built:
     shipped: bool = False
     built: bool = False
     cls: Any = None  # the class instantiated: `func`, or the class given to a reconstructor
+    module: bool = False  # a module object (cloudpickle's subimport): its globals, not data
+    items: SymDict | None = None  # what SETITEMS put in it (a dict subclass)
 
     def __post_init__(self):
         if self.cls is None:

@@ -15,8 +15,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from persistbench.audit.arrays import NUMPY_DTYPE, array_layout
 from persistbench.audit.budget import Budget
-from persistbench.audit.opcodes import Source, StreamError, read_opcodes
+from persistbench.audit.opcodes import Framed, Source, StreamError, read_opcodes
 from persistbench.audit.policy import (
     CALL,
     PARTIAL,
@@ -30,10 +31,24 @@ from persistbench.audit.policy import (
 from persistbench.audit.symbols import Built, Opaque, Ref, SymDict, describe, shipped_in
 
 JOBLIB_WRAPPER = ("joblib.numpy_pickle", "NumpyArrayWrapper")
-# reconstructors whose first argument is the class they instantiate
+# Allowed helpers whose first argument is the class they instantiate (`cls.__new__(cls)`):
+# the object made is of that class, whatever the helper's name (joblib takes any instance
+# of its wrapper for one, however it was made).
 RECONSTRUCTORS = {("copyreg", "_reconstructor"), ("copyreg", "__newobj__"),
-                  ("copyreg", "__newobj_ex__")}
-NUMPY_DTYPE = ("numpy", "dtype")
+                  ("copyreg", "__newobj_ex__"), ("numpy.ma.core", "_mareconstruct"),
+                  ("numpy._core.multiarray", "_reconstruct"),
+                  ("numpy.core.multiarray", "_reconstruct"),
+                  ("sklearn.metrics._dist_metrics", "newObj"),
+                  ("sklearn.neighbors._ball_tree", "newObj"),
+                  ("sklearn.neighbors._kd_tree", "newObj")}
+# `copyreg._reconstructor(cls, base, state)` calls `base.__new__` and `base.__init__`: a
+# base other than these builds a value by running the base's own code.
+PLAIN_BASES = {("builtins", name) for name in (
+    "object", "dict", "list", "set", "frozenset", "tuple", "int", "float", "complex", "str",
+    "bytes", "bytearray")} | {("__builtin__", "object")}
+# Opcodes that call a method looked up on the object (`obj.append`, `.extend`, `.add`):
+# attribute access of an allowed class may reach stored values (`Bunch.__getattr__`).
+METHOD_LOOKUPS = {"APPEND", "APPENDS", "ADDITEMS"}
 CLOUDPICKLE = ("cloudpickle.cloudpickle", "cloudpickle.cloudpickle_fast", "cloudpickle")
 # cloudpickle reconstructors that take code shipped in the file as their argument
 SHIPPED_RECEIVERS = {"_function_setstate", "_class_setstate", "_make_cell", "_make_function",
@@ -112,6 +127,16 @@ class PickleWalk:
         cls = func
         if func.key in RECONSTRUCTORS and isinstance(args, tuple) and args:
             cls = args[0]
+            if not isinstance(cls, Ref):
+                self.flag("dynamic-call", f"{func}({describe(cls)})", f"{func} instantiates "
+                          "a value computed while loading, not a named class", pos)
+            base = args[1] if func.key == ("copyreg", "_reconstructor") and len(args) > 1 \
+                else None
+            if isinstance(base, Ref) and base.key not in PLAIN_BASES:
+                self.use(base, CALL, pos)  # base.__new__(cls, state), base.__init__(...)
+            elif base is not None and not isinstance(base, Ref):
+                self.flag("dynamic-call", f"{func}(base={describe(base)})", "the base "
+                          "whose constructor runs is a value computed while loading", pos)
         keep = args if func.key == NUMPY_DTYPE else None
         return Built(func, keep, cls=cls)
 
@@ -147,11 +172,17 @@ class PickleWalk:
             self.flag("shipped-code", str(func),
                       f"code shipped in the file is passed to {func}, which may run it", pos)
         keep = args if name == "_builtin_type" else None
-        return Built(func, keep, shipped=name in SHIPPED_MAKERS)
+        return Built(func, keep, shipped=name in SHIPPED_MAKERS,
+                     module=name in ("subimport", "dynamic_subimport"))
 
     def check_build(self, target: Any, state: Any, pos: int) -> None:
         """BUILD calls `__setstate__` or sets attributes: only on objects made here, once,
-        with no dunder names in the state."""
+        with no dunder names in the state (a dict, or an object of an allowed dict class
+        filled by SETITEMS: a `Bunch` holding `__setstate__`)."""
+        if isinstance(target, Built) and target.module:
+            self.flag("build", describe(target), "BUILD changes the attributes of a module: "
+                      "the globals the rest of the file (and the program) calls", pos)
+            return
         if not isinstance(target, Built) or not isinstance(target.cls, Ref):
             if not (isinstance(target, Built) and target.shipped):
                 self.flag("build", describe(target), "BUILD changes an object not constructed "
@@ -166,6 +197,8 @@ class PickleWalk:
             self._check_partial_state(target, state, pos)
             return
         for part in (state if isinstance(state, tuple) else (state,)):
+            if isinstance(part, Built) and part.items is not None:
+                part = part.items
             if isinstance(part, SymDict):
                 # a state dict shared through the memo is read once, not once per BUILD
                 # (its pairs checked so far; SETITEMS may add more in between)
@@ -189,11 +222,15 @@ class PickleWalk:
                       "partial's state replaces the callable scikit-learn wraps", pos)
 
     def check_mutation(self, target: Any, opcode: str, pos: int) -> None:
-        """APPEND/SETITEM on anything but a container made here calls that object's method."""
+        """APPEND/SETITEM on anything but a container made here calls that object's method.
+        SETITEM goes through the class's `__setitem__` slot; APPEND, APPENDS and ADDITEMS
+        look `append`, `extend` or `add` up on the object, which `__getattr__` may answer
+        with a stored value, so those are accepted on containers made here only."""
         if isinstance(target, list | SymDict):
             return
-        if isinstance(target, Built) and isinstance(target.cls, Ref) and not target.shipped:
-            return  # the method of an allowed class (a dict or list subclass)
+        if (isinstance(target, Built) and isinstance(target.cls, Ref) and not target.shipped
+                and not target.module and opcode not in METHOD_LOOKUPS):
+            return  # the __setitem__ of an allowed class (a dict subclass)
         self.flag("mutation", describe(target), f"{opcode} on {describe(target)}: calls its "
                   "append/extend/__setitem__, which is not a container made here", pos)
 
@@ -206,83 +243,40 @@ def _is_built_type(value: Built) -> bool:
 
 # ------------------------------------------------------------------------ joblib arrays
 
-WRAPPER_KEYS = 16  # joblib writes 6 or 7 (subclass, shape, order, dtype, allow_mmap, ...)
-MAX_FIELDS = 4096  # fields of a structured dtype: far beyond any model's arrays
-
-def _dtype(value: Any, depth: int = 0):
-    """The dtype numpy rebuilds from a pickled one, if it is exactly what numpy writes:
-    rebuilt from its parts with numpy's constructors, never by handing the file's state to
-    `dtype.__setstate__` (an inconsistent state crashes numpy)."""
-    import numpy as np
-
-    if not (depth < 4 and isinstance(value, Built) and value.of == NUMPY_DTYPE
-            and isinstance(value.args, tuple) and len(value.args) == 3
-            and isinstance(value.args[0], str) and len(value.args[0]) <= 16
-            and isinstance(value.state, tuple) and len(value.state) >= 8):
-        raise StreamError("joblib array wrapper without a dtype numpy writes")
-    state = value.state
-    try:
-        if state[3] is None:
-            dtype = np.dtype(value.args[0])
-            if state[1] in ("<", ">") and dtype.byteorder != "|":
-                dtype = dtype.newbyteorder(state[1])
-            fields = None
-        else:
-            fields = {}
-            if isinstance(state[4], SymDict) and len(state[4].pairs) > MAX_FIELDS:
-                raise StreamError(f"joblib array dtype with over {MAX_FIELDS} fields")
-            for name, entry in (state[4].pairs if isinstance(state[4], SymDict) else ()):
-                if not (isinstance(entry, tuple) and len(entry) == 2
-                        and type(entry[1]) is int):
-                    raise StreamError("joblib array dtype with a field numpy does not write")
-                fields[name] = (_dtype(entry[0], depth + 1), entry[1])
-            names = list(state[3])
-            dtype = np.dtype({"names": names, "formats": [fields[n][0] for n in names],
-                              "offsets": [fields[n][1] for n in names],
-                              "itemsize": state[5]}, align=bool(state[7] & 0x80))
-    except (TypeError, ValueError, KeyError) as exc:
-        raise StreamError(f"joblib array wrapper with dtype {value.args[0]!r}") from exc
-    _, args, expected = dtype.__reduce__()
-    # all but the fields (compared above) and datetime metadata (no effect on item size)
-    same = (args == value.args and len(expected) == len(state)
-            and expected[:4] == state[:4] and expected[5:8] == state[5:8])
-    if not same or (fields is not None and set(expected[4]) != set(fields)):
-        raise StreamError(f"joblib array dtype {value.args[0]!r} with a state numpy does not "
-                          "write (item size or object flag changed)")
-    return dtype
-
-
 def _joblib_array(wrapper: Built, src: Source, walk: PickleWalk, depth: int) -> None:
     """Read past the array bytes after a wrapper, as `NumpyArrayWrapper.read_array` does."""
-    state = wrapper.state
-    if not isinstance(state, SymDict) or len(state.pairs) > WRAPPER_KEYS or state.duplicated():
-        raise StreamError("joblib array wrapper whose state is not one plain dict of the "
-                          "keys joblib writes")
-    shape = state.get("shape")
-    if not (isinstance(shape, tuple) and all(type(n) is int and n >= 0 for n in shape)):
-        raise StreamError("joblib array wrapper with an unreadable shape")
-    dtype = _dtype(state.get("dtype"))
+    layout = array_layout(wrapper)
     walk.joblib_arrays += 1
-    if dtype.hasobject:
+    if layout.objects:
         walk.nested_pickles += 1
-        walk_stream(src, walk, depth + 1)
+        walk_stream(src, walk, depth + 1)  # from the file, not from a frame: a fresh reader
         return
-    if state.get("numpy_array_alignment_bytes") is not None:
+    if layout.aligned:
         src.skip(src.exact(1)[0])
-    count = 1
-    for n in shape:
-        count *= n
-    src.skip(count * dtype.itemsize)
+    src.skip(layout.nbytes)
 
 
 # ------------------------------------------------------------------------------- walk
+
+def _items(target: Any) -> list:
+    """Where SETITEM(S) on `target` is recorded: a dict's pairs, an object's items (a dict
+    subclass such as `Bunch` later given as a state), or nowhere."""
+    if isinstance(target, SymDict):
+        return target.pairs
+    if isinstance(target, Built):
+        if target.items is None:
+            target.items = SymDict()
+        return target.items.pairs
+    return []
+
 
 def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
     """Follow one pickle stream up to its STOP, recording into `walk`."""
     budget = walk.budget
     if depth > 8:
         raise StreamError("pickles nested more than 8 deep")
-    stack: list[Any] = []
+    reader = Framed(src) if walk.joblib else src  # pickle.load's C unpickler: frames are
+    stack: list[Any] = []  # only a promise of bytes to come, read in order
     metastack: list[list[Any]] = []
     memo: dict[int, Any] = {}
     protocol = 0
@@ -304,7 +298,7 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
             raise StreamError("unpickling stack underflow")
         return stack[-1]
 
-    for name, arg, pos in read_opcodes(src, c_unpickler=not walk.joblib):
+    for name, arg, pos in read_opcodes(reader, c_unpickler=not walk.joblib):
         walk.opcodes += 1
         if walk.opcodes % 1024 == 0:  # no opcode costs more than a bounded scan
             if walk.opcodes > budget.opcodes:
@@ -324,7 +318,10 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
             protocol = arg
             if walk.protocol is None:
                 walk.protocol = arg
-        elif name in ("FRAME", "READONLY_BUFFER"):
+        elif name == "FRAME":
+            if isinstance(reader, Framed):
+                reader.load_frame(arg)
+        elif name == "READONLY_BUFFER":
             pass
         elif name == "STOP":
             pop()
@@ -370,15 +367,13 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
         elif name == "SETITEM":
             value, key = pop(), pop()
             walk.check_mutation(top(), name, pos)
-            if isinstance(stack[-1], SymDict):
-                stack[-1].pairs.append((key, value))
+            _items(stack[-1]).append((key, value))
         elif name == "SETITEMS":
             items = pop_mark()
             if len(items) % 2:
                 raise StreamError("odd number of items for SETITEMS")
             walk.check_mutation(top(), name, pos)
-            if isinstance(stack[-1], SymDict):
-                stack[-1].pairs.extend(zip(items[::2], items[1::2], strict=True))
+            _items(stack[-1]).extend(zip(items[::2], items[1::2], strict=True))
         elif name == "POP":
             if stack:
                 stack.pop()
@@ -393,7 +388,7 @@ def walk_stream(src: Source, walk: PickleWalk, depth: int = 0) -> None:
                 raise StreamError(f"memo value not found at index {arg}")
             stack.append(memo[arg])
         elif name in ("GLOBAL", "INST"):
-            module, _, attr = str(arg).partition(" ")
+            module, attr = arg
             ref = Ref(*resolve(module, attr, protocol))
             walk.use(ref, VALUE, pos)
             if name == "GLOBAL":

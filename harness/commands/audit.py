@@ -13,7 +13,8 @@ def add_parser(sub) -> None:
                                      "loading it, then loaded in a confined child (exit 0 "
                                      "clean, 1 flagged, 2 not a model file the audit "
                                      "understands)")
-    p.add_argument("file", type=Path, metavar="FILE", nargs="?")
+    p.add_argument("file", type=Path, metavar="FILE", nargs="*",
+                   help="one or more model files (several share the libraries' start-up)")
     p.add_argument("--regenerate-allowlist", action="store_true",
                    help="rewrite the allow-list from what the installed scikit-learn, numpy "
                         "and scipy pickle (about a minute)")
@@ -29,17 +30,11 @@ def add_parser(sub) -> None:
 def execute(args) -> int:
     """Exit 0 clean, 1 flagged, 2 not a model file the audit understands: usable as a gate
     before loading a file."""
-    import json
-    import time
-
-    from persistbench.audit import Unreadable, render
-    from persistbench.schedule.capped import audit_capped
-
     if args.regenerate_allowlist:
         from persistbench.audit.allowlist import main as regenerate
 
         return regenerate()
-    if args.file is None:
+    if not args.file:
         raise UsageError("audit: give a FILE (or --regenerate-allowlist)")
     trusted = tuple(n.strip() for n in (args.trust or "").split(",") if n.strip())
     if not args.static_only:
@@ -49,17 +44,43 @@ def execute(args) -> int:
         if reason:
             raise UsageError(f"audit: {reason}; the load stage needs it: pass --static-only "
                              "to audit without loading")
+    fork = False
+    if not args.static_only:  # both stages forked from here, once their libraries are in
+        from persistbench.schedule.forked import can_fork, preload
+
+        preload()
+        fork = can_fork()
+    statuses = [_audit_one(path, args, trusted, fork, several=len(args.file) > 1)
+                for path in args.file]
+    return max(statuses)
+
+
+def _audit_one(path: Path, args, trusted: tuple[str, ...], fork: bool, several: bool) -> int:
+    """Both stages for one file, its report printed; its exit status."""
+    import json
+    import sys
+    import time
+
+    from persistbench.audit import Unreadable, render
+    from persistbench.schedule.capped import audit_capped
+
     started = time.monotonic()
     try:  # in a child whose memory and time the kernel caps, confined where it can be
-        report = audit_capped(args.file, trusted, confined=not args.static_only)
+        report = audit_capped(path, trusted, confined=not args.static_only, fork=fork)
     except Unreadable as exc:
         if args.json:
-            print(json.dumps({"path": str(args.file), "exit_status": 2, "error": str(exc)}))
-        raise UsageError(f"{args.file}: cannot audit: {exc}") from exc
+            print(json.dumps({"path": str(path), "exit_status": 2, "error": str(exc)}))
+        if not several:
+            raise UsageError(f"{path}: cannot audit: {exc}") from exc
+        print(f"persistbench: {path}: cannot audit: {exc}", file=sys.stderr)
+        return 2
     if not args.static_only:
         from persistbench.schedule.detonate import add_load_stage
 
-        add_load_stage(report, trusted, started)
-    print(json.dumps(report.to_json(), indent=1, ensure_ascii=True) if args.json
-          else render(report))
+        add_load_stage(report, trusted, started, fork=fork)
+    report.details["audit_seconds"] = round(time.monotonic() - started, 3)
+    if args.json:  # several files: one JSON document per line
+        print(json.dumps(report.to_json(), indent=None if several else 1, ensure_ascii=True))
+    else:
+        print(render(report))
     return report.exit_status

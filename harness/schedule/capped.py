@@ -29,33 +29,50 @@ def _budget_finding(path: Path, what: str) -> AuditReport:
         "budget", what, "the audit stops here; a loader would go on")])
 
 
-def audit_capped(path: Path | str, trusted: tuple[str, ...] = (), confined: bool = True
-                 ) -> AuditReport:
-    """`persistbench.audit.audit` in a capped child; raises `Unreadable` as it does."""
+def audit_capped(path: Path | str, trusted: tuple[str, ...] = (), confined: bool = True,
+                 fork: bool = False) -> AuditReport:
+    """`persistbench.audit.audit` in a capped child; raises `Unreadable` as it does.
+    `fork`: a fork of this (preloaded, single-threaded) process, else a fresh interpreter."""
     path = Path(path)
     budget = Budget()
     # absolute: the child works in a folder of its own
     request = {"path": os.fsencode(path.absolute()).decode("latin-1"), "trusted": list(trusted),
                "confined": confined}
     with tempfile.TemporaryDirectory(prefix="persistbench-audit-") as scratch:
-        try:
-            proc = subprocess.run(
-                [sys.executable, "-I", "-B", "-m", "persistbench.schedule.capped",
-                 json.dumps(request)], stdin=subprocess.DEVNULL, capture_output=True,
-                cwd=scratch, timeout=budget.seconds + GRACE_S,
-                env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
-        except subprocess.TimeoutExpired:
-            return _budget_finding(path, f"too large to audit within {budget.seconds:g} s")
-    lines = proc.stdout.splitlines()
-    answer = json.loads(lines[-1]) if proc.returncode == 0 and lines else None
+        if fork:
+            from persistbench.schedule.forked import run_forked
+
+            ended = run_forked(_static_in_fork, ({**request, "scratch": scratch},),
+                               budget.seconds + GRACE_S)
+            if ended.timed_out:
+                return _budget_finding(path, f"too large to audit within {budget.seconds:g} s")
+            returncode, stdout, stderr = ended.returncode, ended.output, ended.stderr
+        else:
+            try:
+                proc = subprocess.run(
+                    [sys.executable, "-I", "-B", "-m", "persistbench.schedule.capped",
+                     json.dumps(request)], stdin=subprocess.DEVNULL, capture_output=True,
+                    cwd=scratch, timeout=budget.seconds + GRACE_S,
+                    env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+            except subprocess.TimeoutExpired:
+                return _budget_finding(path, f"too large to audit within {budget.seconds:g} s")
+            returncode, stdout = proc.returncode, proc.stdout
+            stderr = proc.stderr.decode("utf-8", "backslashreplace")
+    return _answer(path, returncode, stdout, stderr, budget)
+
+
+def _answer(path: Path, returncode: int | None, stdout: bytes, stderr: str,
+            budget: Budget) -> AuditReport:
+    lines = stdout.splitlines()
+    answer = json.loads(lines[-1]) if returncode == 0 and lines else None
     if answer is None:
-        if proc.returncode == -signal.SIGXCPU or proc.returncode == -signal.SIGKILL:
+        if returncode == -signal.SIGXCPU or returncode == -signal.SIGKILL:
             return _budget_finding(path, f"too large to audit within {budget.seconds:g} s "
                                          "of CPU time")
-        tail = proc.stderr.decode("utf-8", "backslashreplace").strip()[-200:].splitlines()
+        tail = stderr.strip()[-200:].splitlines()
         tail = tail[-1] if tail else ""
-        what = "out of memory" if "MemoryError" in tail or proc.returncode == -signal.SIGABRT \
-            else f"the audit's process ended with status {proc.returncode}: {tail}"
+        what = "out of memory" if "MemoryError" in tail or returncode == -signal.SIGABRT \
+            else f"the audit's process ended with status {returncode}: {tail}"
         return _budget_finding(path, f"too large to audit within {budget.rss_bytes >> 20} "
                                      f"MiB of memory ({what})")
     if "unreadable" in answer:
@@ -73,7 +90,13 @@ def _vm_size() -> int:
     return 0
 
 
-def main(request: dict) -> None:
+def _static_in_fork(write_fd: int, request: dict) -> None:
+    """In a child forked from a preloaded process: `main`, answering on the pipe."""
+    os.chdir(request["scratch"])
+    main(request, write_fd)
+
+
+def main(request: dict, out_fd: int = 1) -> None:
     """In the child: import the readers, cap and confine, audit, print the report."""
     import joblib  # noqa: F401  (before the confinement: it probes /dev/shm on import)
     import numpy  # noqa: F401
@@ -98,8 +121,9 @@ def main(request: dict) -> None:
         answer = audit(path, tuple(request["trusted"]), budget).to_json()
     except Unreadable as exc:
         answer = {"unreadable": str(exc)}
-    sys.stdout.write(json.dumps(answer, ensure_ascii=True) + "\n")
-    sys.stdout.flush()
+    data = (json.dumps(answer, ensure_ascii=True) + "\n").encode()
+    while data:
+        data = data[os.write(out_fd, data):]
     os._exit(0)
 
 

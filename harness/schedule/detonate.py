@@ -33,6 +33,7 @@ TOTAL_S = 28.0  # both stages of one audit end within this
 MIN_LOAD_S = 2.0  # less than this left for the load stage: a finding, not a hurried load
 CPU_S = 15
 BASE_MEMORY = 1 << 30  # the interpreter, numpy and scikit-learn map about 600 MB
+FORK_ROOM = 512 << 20  # what a forked load may map beyond its parent, before the file's share
 # A joblib file is a pickle too: pickle.load reads it up to the first array's bytes (where a
 # crafted file can put opcodes that only pickle.load runs), then stops, cheaply.
 LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
@@ -64,16 +65,28 @@ class LoadStage:
                 "seconds": round(self.seconds, 3)}
 
 
-def memory_cap(path: Path) -> int:
+def memory_cap(path: Path, fork: bool = False) -> int:
     """Room for the libraries and a few times the file: more than a benign load needs,
-    little enough that a bomb stops at about 1 GiB for a small file."""
+    little enough that a bomb stops at about 1 GiB for a small file. A forked child starts
+    with this process's address space, its libraries already mapped: the room is added."""
     import psutil
 
     size = Path(path).stat().st_size
-    return min(BASE_MEMORY + 4 * size, int(0.8 * psutil.virtual_memory().total))
+    base = psutil.Process().memory_info().vms + FORK_ROOM if fork else BASE_MEMORY
+    return min(base + 4 * size, base + int(0.8 * psutil.virtual_memory().total))
 
 
-def _events(proc: subprocess.Popen, fd: int, deadline: float) -> tuple[list[dict], bool]:
+def _parse(lines: list[bytes], events: list[dict]) -> None:
+    for line in lines:
+        if len(events) < MAX_EVENTS:
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                events.append({"attempt": "garbled event line",
+                               "detail": line[:200].decode("ascii", "replace")})
+
+
+def _events(fd: int, deadline: float) -> tuple[list[dict], bool]:
     """Read the child's event lines until it closes the pipe or the deadline passes."""
     events, buffer = [], b""
     while True:
@@ -88,13 +101,7 @@ def _events(proc: subprocess.Popen, fd: int, deadline: float) -> tuple[list[dict
             return events, False
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")
-        for line in lines:
-            if len(events) < MAX_EVENTS:
-                try:
-                    events.append(json.loads(line))
-                except ValueError:
-                    events.append({"attempt": "garbled event line",
-                                   "detail": line[:200].decode("ascii", "replace")})
+        _parse(lines, events)
 
 
 def _ending(returncode: int, timed_out: bool, cpu_s: int, wall_s: float) -> tuple[str, str]:
@@ -112,46 +119,89 @@ def _ending(returncode: int, timed_out: bool, cpu_s: int, wall_s: float) -> tupl
     return "crashed", f"the loading process died of {name}"
 
 
+def _env(scratch: Path) -> dict[str, str]:
+    return {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+            "TMPDIR": str(scratch),
+            # a home nothing can be created in: onnxruntime makes ~/.cache/Microsoft at every
+            # session, which is the runtime, not the file, and would read as a file left behind
+            "HOME": os.devnull}
+
+
+def _load_in_fork(write_fd: int, request: dict, env: dict) -> None:
+    """In a child forked from a preloaded process: the fresh interpreter's `main`."""
+    from persistbench.schedule import loadchild
+
+    os.environ.update(env)
+    loadchild.main({**request, "fd": write_fd})
+
+
 def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
-                   memory_bytes: int | None = None) -> LoadStage:
-    """Load `path` as `fmt` in a fresh confined interpreter; never raises for the file."""
+                   memory_bytes: int | None = None, fork: bool = False) -> LoadStage:
+    """Load `path` as `fmt` in a confined child; never raises for the file. `fork`: a
+    fork of this (preloaded, single-threaded) process, else a fresh interpreter."""
     stage = LoadStage(LOADERS[fmt])
     scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
-    read_fd, write_fd = os.pipe()
     request = {"path": str(Path(path).resolve()), "loaders": list(stage.loaders),
-               "scratch": str(scratch), "fd": write_fd,
-               "memory_bytes": memory_bytes or memory_cap(path), "cpu_s": cpu_s,
+               "scratch": str(scratch),
+               "memory_bytes": memory_bytes or memory_cap(path, fork), "cpu_s": cpu_s,
                "cloudpickle": fmt == "cloudpickle"}
-    env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
-           "MKL_NUM_THREADS": "1", "TMPDIR": str(scratch),
-           # a home nothing can be created in: onnxruntime makes ~/.cache/Microsoft at every
-           # session, which is the runtime, not the file, and would read as a file left behind
-           "HOME": os.devnull}
+    try:
+        if fork:
+            _forked_load(stage, request, _env(scratch), wall_s, cpu_s)
+        else:
+            _fresh_load(stage, request, _env(scratch), wall_s, cpu_s)
+        stage.written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return stage
+
+
+def _forked_load(stage: LoadStage, request: dict, env: dict, wall_s: float,
+                 cpu_s: int) -> None:
+    from persistbench.schedule.forked import run_forked
+
+    started = time.monotonic()
+    ended = run_forked(_load_in_fork, (request, env), wall_s)
+    stage.seconds = time.monotonic() - started
+    events: list[dict] = []
+    _parse([line for line in ended.output.split(b"\n") if line], events)
+    _end(stage, events, ended.returncode, ended.timed_out, ended.stderr, cpu_s, wall_s)
+
+
+def _end(stage: LoadStage, events: list[dict], returncode: int | None, timed_out: bool,
+         stderr: str, cpu_s: int, wall_s: float) -> None:
+    _absorb(stage, events)
+    if stage.ending == "finished":  # the child may have said otherwise already
+        stage.ending, stage.detail = _ending(returncode if returncode is not None else -9,
+                                             timed_out, cpu_s, wall_s)
+    if stage.ending == "crashed" and stderr:
+        stage.detail += ": " + stderr.strip()[-300:]
+
+
+def _fresh_load(stage: LoadStage, request: dict, env: dict, wall_s: float,
+                cpu_s: int) -> None:
+    read_fd, write_fd = os.pipe()
+    request = {**request, "fd": write_fd}
+    scratch = request["scratch"]
     started = time.monotonic()
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-B", "-m", "persistbench.schedule.loadchild",
              json.dumps(request)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, pass_fds=(write_fd,), cwd=scratch, env=env,
-            start_new_session=True)
+            stderr=subprocess.PIPE, pass_fds=(write_fd,), cwd=scratch,
+            env={**os.environ, **env}, start_new_session=True)
         os.close(write_fd)
         try:
-            events, timed_out = _events(proc, read_fd, started + wall_s)
+            events, timed_out = _events(read_fd, started + wall_s)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
             stderr = proc.communicate()[1]
         stage.seconds = time.monotonic() - started
-        _absorb(stage, events)
-        if stage.ending == "finished":  # the child may have said otherwise already
-            stage.ending, stage.detail = _ending(proc.returncode, timed_out, cpu_s, wall_s)
-        if stage.ending == "crashed" and stderr:
-            stage.detail += ": " + stderr.decode("utf-8", "backslashreplace").strip()[-300:]
-        stage.written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
+        _end(stage, events, proc.returncode, timed_out,
+             stderr.decode("utf-8", "backslashreplace"), cpu_s, wall_s)
     finally:
         os.close(read_fd)
-        shutil.rmtree(scratch, ignore_errors=True)
-    return stage
 
 
 def _absorb(stage: LoadStage, events: list[dict]) -> None:
@@ -216,7 +266,7 @@ def summary(stage: LoadStage) -> str:
 
 
 def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
-                   started: float | None = None) -> LoadStage | None:
+                   started: float | None = None, fork: bool = False) -> LoadStage | None:
     """Run the load stage for an audited file and fold its findings into the report.
 
     Skipped when the static walk already stopped at one of its budgets (the file is
@@ -233,7 +283,8 @@ def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
         report.findings.append(Finding("budget", "load stage", "the static walk took the "
                                        f"audit's {TOTAL_S:g} s: no time left to load it"))
         return None
-    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left))
+    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left),
+                           fork=fork)
     report.details["load_stage"] = stage.to_json()
     report.notes.append(summary(stage))
     report.findings += findings(stage, report, trusted)
