@@ -58,7 +58,7 @@ class BenignFile:
     trust: tuple[str, ...] = ()
 
     def to_json(self) -> dict:
-        return {**asdict(self), "path": str(self.path)}
+        return {**asdict(self), "path": str(self.path), "trust": list(self.trust)}
 
 
 def write(obj: Any, fmt: str, path_stem: Path) -> Path:

@@ -38,6 +38,7 @@ BASE_MEMORY = 1 << 30  # the interpreter, numpy and scikit-learn map about 600 M
 LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
            "joblib": ("joblib.load", "pickle.load"), "skops": ("skops.io.load",),
            "onnx": ("onnxruntime",)}
+PICKLED = ("pickle", "cloudpickle", "joblib")
 MAX_EVENTS = 10_000
 
 
@@ -189,9 +190,12 @@ def findings(stage: LoadStage, report: AuditReport, trusted: tuple[str, ...]) ->
     out += [Finding("load-attempt", "permission denied", o.get("message", ""),
                     loader=o["loader"]) for o in stage.outcomes if o.get("outcome") == "blocked"]
     static = {f.name for f in report.findings}
+    # A pickle without PROTO is protocol 0, whose Python 2 names (`copy_reg`) the unpickler
+    # maps as the walk does; other formats resolve Python 3 names.
+    protocol = 5 if report.format not in PICKLED else (report.pickle_protocol or 0)
     for name in stage.resolved:
         module, _, qualname = name.rpartition(".")
-        module, qualname = resolve(module, qualname, report.pickle_protocol or 5)
+        module, qualname = resolve(module, qualname, protocol)
         if f"{module}.{qualname}" in static or name in static:
             continue
         reason = classify(module, qualname, VALUE, trusted)
