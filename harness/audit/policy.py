@@ -74,6 +74,12 @@ def getattr_refused(args: object, names: dict | None = None) -> str | None:
             "this way")
 
 
+def shape_judged(key: tuple[str, str]) -> bool:
+    """Names allowed only by the shape of their call, which the walk judges where it sees
+    the call (a loader resolving one says nothing about its arguments)."""
+    return key in SHAPES or key == GETATTR
+
+
 # Reviewed by hand, added to the generated list: what each does when unpickled.
 REVIEWED_NAMES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("builtins", name): ((CALL, NEW, VALUE), "a value type: builds a value from its arguments")

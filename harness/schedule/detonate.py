@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persistbench.audit import AuditReport, Finding
-from persistbench.audit.policy import VALUE, classify, resolve
+from persistbench.audit.policy import VALUE, classify, resolve, shape_judged
 
 WALL_S = 15.0
 TOTAL_S = 28.0  # both stages of one audit end within this
@@ -193,11 +193,14 @@ def findings(stage: LoadStage, report: AuditReport, trusted: tuple[str, ...]) ->
     # A pickle without PROTO is protocol 0, whose Python 2 names (`copy_reg`) the unpickler
     # maps as the walk does; other formats resolve Python 3 names.
     protocol = 5 if report.format not in PICKLED else (report.pickle_protocol or 0)
+    walked = set(report.imports) | set(report.calls)
     for name in stage.resolved:
         module, _, qualname = name.rpartition(".")
         module, qualname = resolve(module, qualname, protocol)
         if f"{module}.{qualname}" in static or name in static:
             continue
+        if shape_judged((module, qualname)) and f"{module}.{qualname}" in walked:
+            continue  # the walk saw it and judged its arguments (getattr, partial)
         reason = classify(module, qualname, VALUE, trusted)
         if reason:
             out.append(Finding("import", f"{module}.{qualname}", f"resolved by the loader: "
