@@ -232,6 +232,9 @@ SIDE_EFFECT_NAMES: dict[str, str] = {
     **dict.fromkeys(("errstate", "printoptions", "config_context"),
                     "changes global settings while in use"),
     "LowLevelCallable": "calls a native function pointer",
+    "export_graphviz": "writes a file (out_file)",
+    **dict.fromkeys(("probplot", "boxcox_normplot", "yeojohnson_normplot"),
+                    "calls the methods of an object it is given (plot.plot, plot.text)"),
     "as_strided": "views arbitrary memory: strides come from the arguments",
 }
 
