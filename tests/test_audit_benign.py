@@ -166,8 +166,9 @@ def test_both_stages_pass_the_named_and_third_party_models(corpus):
     if confine.unavailable() is not None:
         pytest.skip(f"no confinement here: {confine.unavailable()}")
     files, _, _ = corpus
-    chosen = [f for f in files if f.format in LOAD_STAGE_FORMATS
-              and f.family in ("named", *benign.THIRD_PARTY)]
+    chosen = [f for f in files if f.family in ("named", *benign.THIRD_PARTY) and (
+        f.format in LOAD_STAGE_FORMATS  # and a dotted global (`randint_gen._entropy`):
+        or (f.name, f.format) == ("named random-search-scipy", "cloudpickle"))]
     assert len(chosen) >= 20
     refused = {}
     for f in chosen:

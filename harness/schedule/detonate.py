@@ -48,7 +48,8 @@ class LoadStage:
 
     loaders: tuple[str, ...]
     confined: dict | None = None
-    resolved: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)  # module.qualname, as shown
+    found: list[tuple[str, str]] = field(default_factory=list)  # (module, qualname) each
     attempts: list[dict] = field(default_factory=list)
     outcomes: list[dict] = field(default_factory=list)
     ending: str = "finished"  # finished | killed-at-system-call | cpu | memory | time | crashed
@@ -114,15 +115,17 @@ def _ending(returncode: int, timed_out: bool, cpu_s: int, wall_s: float) -> tupl
 
 
 def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
-                   memory_bytes: int | None = None) -> LoadStage:
-    """Load `path` as `fmt` in a fresh confined interpreter; never raises for the file."""
+                   memory_bytes: int | None = None, trusted: tuple[str, ...] = ()) -> LoadStage:
+    """Load `path` as `fmt` in a fresh confined interpreter; never raises for the file.
+    `trusted` (the user's `--trust`) are imported before confinement, like the loader's
+    library: a trusted package loading its own native library is not the file's doing."""
     stage = LoadStage(LOADERS[fmt])
     scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
     read_fd, write_fd = os.pipe()
     request = {"path": str(Path(path).resolve()), "loaders": list(stage.loaders),
                "scratch": str(scratch), "fd": write_fd,
                "memory_bytes": memory_bytes or memory_cap(path), "cpu_s": cpu_s,
-               "cloudpickle": fmt == "cloudpickle"}
+               "cloudpickle": fmt == "cloudpickle", "trusted": list(trusted)}
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1",
            "MKL_NUM_THREADS": "1", "TMPDIR": str(scratch),
            # a home nothing can be created in: onnxruntime makes ~/.cache/Microsoft at every
@@ -157,9 +160,11 @@ def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int =
 
 def _absorb(stage: LoadStage, events: list[dict]) -> None:
     for event in events:
-        if "resolved" in event:
-            if event["resolved"] not in stage.resolved:
-                stage.resolved.append(event["resolved"])
+        if "resolved" in event:  # module:qualname (a qualname is dotted since protocol 4)
+            module, _, qualname = str(event["resolved"]).partition(":")
+            if f"{module}.{qualname}" not in stage.resolved:
+                stage.resolved.append(f"{module}.{qualname}")
+                stage.found.append((module, qualname))
         elif "attempt" in event:
             stage.attempts.append({"what": str(event["attempt"]),
                                    "detail": str(event.get("detail", ""))})
@@ -177,9 +182,16 @@ def _absorb(stage: LoadStage, events: list[dict]) -> None:
 
 def findings(stage: LoadStage, report: AuditReport, trusted: tuple[str, ...]) -> list[Finding]:
     """The load stage's findings: attempts, a kill or a cap, files written, and globals
-    outside the allow-list that the static walk did not already flag."""
+    outside the allow-list that the static walk did not already flag.
+
+    ctypes calls are the trusted package's own when the user trusted one the file uses:
+    LightGBM and XGBoost rebuild their boosters through their native library in
+    `__setstate__` (seccomp, Landlock and the caps still hold that code)."""
+    walked = set(report.imports) | set(report.calls)
+    native = any(n.startswith(t + ".") for n in walked for t in trusted)
     out = [Finding("load-attempt", a["what"], f"tried while loading: {a['detail']}",
-                   loader="confined load") for a in stage.attempts]
+                   loader="confined load") for a in stage.attempts
+           if not (native and a["what"].startswith("ctypes."))]
     if stage.ending != "finished":
         kind = "load-blocked" if stage.ending == "killed-at-system-call" else "load-cap"
         if stage.ending == "crashed":
@@ -193,9 +205,7 @@ def findings(stage: LoadStage, report: AuditReport, trusted: tuple[str, ...]) ->
     # A pickle without PROTO is protocol 0, whose Python 2 names (`copy_reg`) the unpickler
     # maps as the walk does; other formats resolve Python 3 names.
     protocol = 5 if report.format not in PICKLED else (report.pickle_protocol or 0)
-    walked = set(report.imports) | set(report.calls)
-    for name in stage.resolved:
-        module, _, qualname = name.rpartition(".")
+    for name, (module, qualname) in zip(stage.resolved, stage.found, strict=True):
         module, qualname = resolve(module, qualname, protocol)
         if f"{module}.{qualname}" in static or name in static:
             continue
@@ -240,7 +250,8 @@ def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
         report.findings.append(Finding("budget", "load stage", "the static walk took the "
                                        f"audit's {TOTAL_S:g} s: no time left to load it"))
         return None
-    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left))
+    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left),
+                           trusted=trusted)
     report.details["load_stage"] = stage.to_json()
     report.notes.append(summary(stage))
     report.findings += findings(stage, report, trusted)
