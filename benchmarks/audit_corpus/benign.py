@@ -215,6 +215,7 @@ def _third_party(package: str) -> Iterator[tuple[str, Any]]:
 def _sweep() -> Iterator[tuple[str, Any]]:
     """Every estimator scikit-learn lists, built as its common tests build it, fitted on
     the first kind of small data it accepts."""
+    import numpy as np
     from sklearn.base import clone
     from sklearn.utils import all_estimators
     from sklearn.utils._test_common.instance_generator import _construct_instances
@@ -222,7 +223,9 @@ def _sweep() -> Iterator[tuple[str, Any]]:
     X, y2, y3, yr = _data()
     X = abs(X)  # some estimators take only non-negative features (chi2, NMF, naive Bayes)
     texts = ["red green blue", "green blue cyan", "blue cyan red"] * 20
-    attempts = [(X, y3), (X, yr), (X,), (texts,), (X, y2), ([{"a": 1}, {"b": 2}] * 20,)]
+    attempts = [(X, y3), (X, yr), (X,), (texts,), (X, y2), ([{"a": 1}, {"b": 2}] * 20,),
+                (X, np.c_[y2, y3]), (X, np.c_[yr, -yr]), (X, abs(yr) + 0.1),  # multi-output,
+                (X[:, 0], yr), (X @ X.T,)]  # positive targets, one feature, a kernel matrix
     for name, cls in all_estimators():
         try:
             est = next(iter(_construct_instances(cls)))
@@ -272,7 +275,12 @@ def write_corpus(folder: Path, third_party: bool = True) -> tuple[list[BenignFil
         for name, obj in make():
             add(family, name, obj, formats, trust)
     for i, (name, est) in enumerate(_sweep()):
-        add("sweep", name, est, (SWEEP_FORMATS[i % len(SWEEP_FORMATS)],))
+        turn = SWEEP_FORMATS[i % len(SWEEP_FORMATS):] + SWEEP_FORMATS[:i % len(SWEEP_FORMATS)]
+        before = len(files)
+        for fmt in turn:  # the next format when this one cannot hold the estimator
+            add("sweep", name, est, (fmt,))
+            if len(files) > before:
+                break
     return files, notes
 
 
