@@ -87,7 +87,6 @@ REVIEWED_NAMES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
                  "tuple", "dict", "set", "frozenset", "range", "slice")
 } | {
     ("builtins", "object"): ((VALUE,), "the base of every class (copyreg's reconstructor)"),
-    ("builtins", "type"): ((VALUE,), "a class's metaclass, stored (cloudpickle)"),
     ("builtins", "Ellipsis"): ((VALUE,), "a constant"),
     ("builtins", "NotImplemented"): ((VALUE,), "a constant"),
     ("collections", "OrderedDict"): ((CALL, NEW, VALUE), "a dict that keeps its order"),
@@ -112,9 +111,6 @@ REVIEWED_NAMES: dict[tuple[str, str], tuple[tuple[str, ...], str]] = {
     ("joblib._store_backends", "FileSystemStoreBackend"): ((NEW, VALUE), "the folder a "
                                                            "Memory caches in, as above"),
 }
-# State that a class's `__setstate__` runs as code: allowed only when it is exactly what the
-# library writes (scipy's distributions `exec` their `_parse_arg_template`), listed per
-# class in the generated list's `exec_state`.
 # Text labels in an instance's state dict: Python reads special methods from the type, and
 # these three are only ever read as text (numpy's vectorize copies `__name__` and
 # `__doc__`, scipy's distributions keep their `__doc__`).
@@ -132,8 +128,11 @@ def behaviour_dunder(key: object, value: object) -> bool:
 
 
 def state_reason(cls: tuple[str, str] | None, state: object) -> str | None:
-    """Why a BUILD state is refused for a class whose `__setstate__` runs its state, or
-    None (also for every other class: their states are checked by the walk)."""
+    """Why a BUILD state is refused for a class whose `__setstate__` runs part of its state
+    as code, or None (also for every other class: their states are checked by the walk).
+    Such state is allowed only exactly as the library writes it: scipy's distributions
+    `exec` their `_parse_arg_template`; the generated list's `exec_state` holds, per class,
+    the keys and templates scipy writes."""
     checked = allowlist().get("exec_state", {}).get(f"{cls[0]}.{cls[1]}") if cls else None
     if checked is None:
         return None
@@ -179,8 +178,9 @@ DANGEROUS_BUILTINS: dict[str, str] = {
     "compile": "compiles Python code",
     "open": "opens a file",
     "__import__": "imports any module",
-    "getattr": "reaches any attribute of any object (getattr chains); allowed only as a "
-               "public method of a builtin value type named by a constant",
+    "getattr": "reaches any attribute of any object (getattr chains); allowed only for a "
+               "public method of a builtin value type, or an attribute the libraries' own "
+               "pickles take, named by a constant",
     "setattr": "changes any attribute of any object",
     "delattr": "deletes attributes",
     "globals": "interpreter internals",
