@@ -150,6 +150,7 @@ def _extras(data) -> Iterator[tuple[str, Any]]:
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
+    from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import Pipeline, make_pipeline, make_union
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
@@ -160,6 +161,10 @@ def _extras(data) -> Iterator[tuple[str, Any]]:
     yield "hgb-categorical-reg", HistGradientBoostingRegressor(
         categorical_features=[0], max_iter=5).fit(Xc, yr)
     yield "pipeline", make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y3)
+    # a label column that never varies is kept as a `_ConstantPredictor` (also inside
+    # OutputCodeClassifier, whose variants may miss the fit timeout on a loaded machine)
+    yield "one-vs-rest-constant", OneVsRestClassifier(LogisticRegression()).fit(
+        X, np.c_[_y2, np.ones(len(X), dtype=int)])
     yield "union", make_union(StandardScaler(), FunctionTransformer(np.log1p)).fit(X, y3)
     yield "column-transformer", ColumnTransformer(
         [("cat", OneHotEncoder(), [0]), ("num", StandardScaler(), [1, 2])]).fit(Xc, y3)
