@@ -15,7 +15,7 @@ write today. Families:
 - `pandas`: frames, series, indexes and categoricals, and a model fitted on a frame;
 - `sweep`: one instance of every estimator `sklearn.utils.all_estimators()` lists, fitted on
   small data (different data from the allow-list's generator), written in one format each,
-  the formats taken in turn;
+  the formats taken in turn (the next one when a format cannot hold the estimator);
 - `lightgbm`, `xgboost`, `imbalanced-learn` (the `corpus` extra): audited with `--trust` of
   their package alone; skipped, and said so, when the package is absent.
 """
@@ -239,7 +239,7 @@ def _sweep() -> Iterator[tuple[str, Any]]:
                 continue
 
 
-def write_corpus(folder: Path, third_party: bool = True) -> tuple[list[BenignFile], list[str]]:
+def write_corpus(folder: Path) -> tuple[list[BenignFile], list[str]]:
     """(files written, notes on what was skipped and why)."""
     folder.mkdir(parents=True, exist_ok=True)
     warnings.simplefilter("ignore")
@@ -263,8 +263,7 @@ def write_corpus(folder: Path, third_party: bool = True) -> tuple[list[BenignFil
         ("builtins", _builtins, (*EVERY_PROTOCOL, "joblib", "cloudpickle"), ()),
         ("pandas", _pandas, ("pickle-p2", "pickle-p5", "joblib", "cloudpickle"), ()),
     ]
-    for family, package in THIRD_PARTY.items() if third_party else ():
-        module = package
+    for family, module in THIRD_PARTY.items():
         if importlib.util.find_spec(module) is None:
             notes.append(f"{family}: not installed (pip install 'persistbench[corpus]')")
             continue
