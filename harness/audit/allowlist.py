@@ -1,4 +1,5 @@
-"""Regenerate `allowlist.json`: what the installed scikit-learn, numpy and scipy pickle.
+"""Regenerate `allowlist.json`: what the installed scikit-learn, numpy, scipy, joblib (and
+pandas) pickle, their public API without side effects, and reviewed builtins.
 
     python -m persistbench.audit.allowlist     (or: persistbench audit --regenerate-allowlist)
 
@@ -13,6 +14,11 @@ skops files of the same objects add the types and node kinds their schemas name.
 that build callables or reach the system are never admitted from a run: they are reviewed
 by shape in `policy.SHAPES` or stay flagged. These objects are made here, so loading them is
 not at stake: nothing is loaded, only written and walked.
+
+Added to what the runs record: the public classes and functions of the four libraries
+(`publicapi`, with what it leaves out and why, kept in the list as `left_out`), the reviewed
+names of `policy.REVIEWED_NAMES`, and, for scipy's distributions, whose `__setstate__` runs
+their `_parse_arg_template` as code, the exact state scipy writes (`exec_state`).
 """
 
 from __future__ import annotations
@@ -32,7 +38,14 @@ from pathlib import Path
 from typing import Any
 
 from persistbench.audit.opcodes import Source, StreamError
-from persistbench.audit.policy import ALLOWLIST_FILE, DANGEROUS, DANGEROUS_BUILTINS, SHAPES
+from persistbench.audit.policy import (
+    ALLOWLIST_FILE,
+    DANGEROUS,
+    DANGEROUS_BUILTINS,
+    REVIEWED_NAMES,
+    SHAPES,
+)
+from persistbench.audit.publicapi import public_names
 from persistbench.audit.walker import PickleWalk, walk_stream
 
 PROTOCOLS = range(0, pickle.HIGHEST_PROTOCOL + 1)
@@ -130,13 +143,15 @@ def _estimators(data) -> Iterator[tuple[str, Any, bool]]:
 
 def _extras(data) -> Iterator[tuple[str, Any]]:
     """Objects models hold beyond plain estimators, and composite models."""
+    import joblib
     import numpy as np
-    from scipy import sparse
+    from scipy import sparse, stats
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import GridSearchCV, RandomizedSearchCV
-    from sklearn.pipeline import make_pipeline, make_union
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import Pipeline, make_pipeline, make_union
     from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 
     X, _y2, y3, yr = data
@@ -146,6 +161,10 @@ def _extras(data) -> Iterator[tuple[str, Any]]:
     yield "hgb-categorical-reg", HistGradientBoostingRegressor(
         categorical_features=[0], max_iter=5).fit(Xc, yr)
     yield "pipeline", make_pipeline(StandardScaler(), LogisticRegression()).fit(X, y3)
+    # a label column that never varies is kept as a `_ConstantPredictor` (also inside
+    # OutputCodeClassifier, whose variants may miss the fit timeout on a loaded machine)
+    yield "one-vs-rest-constant", OneVsRestClassifier(LogisticRegression()).fit(
+        X, np.c_[_y2, np.ones(len(X), dtype=int)])
     yield "union", make_union(StandardScaler(), FunctionTransformer(np.log1p)).fit(X, y3)
     yield "column-transformer", ColumnTransformer(
         [("cat", OneHotEncoder(), [0]), ("num", StandardScaler(), [1, 2])]).fit(Xc, y3)
@@ -162,11 +181,59 @@ def _extras(data) -> Iterator[tuple[str, Any]]:
                                                      "c8", "c16", "?", "U3", "S3", "M8[ns]",
                                                      "m8[s]")] + [np.float64(1), np.int64(1),
                                                                   np.bool_(True), np.str_("a")]
+    yield "random-search-distributions", RandomizedSearchCV(
+        LogisticRegression(), {"C": stats.loguniform(1e-3, 1e2), "tol": stats.uniform(1e-4, 1),
+                               "max_iter": stats.randint(50, 200)}, n_iter=2, cv=2,
+        random_state=0).fit(X, y3)
+    yield from _pandas_objects()
+    yield "pipeline-memory", Pipeline([("scale", StandardScaler())], memory=joblib.Memory(
+        Path(tempfile.gettempdir()) / "persistbench-allowlist-memory", verbose=0)).fit(X)
     yield "fortran", np.asfortranarray(X)
     yield "random-state", np.random.RandomState(0)
     yield "generator", np.random.default_rng(0)
     # code shipped by value (cloudpickle only): names its reconstructors use
     yield "lambda-transformer", FunctionTransformer(lambda x: np.log1p(x) + 1).fit(X)
+
+
+def _pandas_objects() -> Iterator[tuple[str, Any]]:
+    """What models fitted on frames may hold (pandas is optional: nothing without it)."""
+    try:
+        import pandas as pd
+    except ImportError:
+        return
+    yield "pandas-frame", pd.DataFrame({
+        "f": [1.0, 2.0], "i": [1, 2], "s": ["a", "b"], "c": pd.Categorical(["x", "y"]),
+        "t": pd.date_range("2024-01-01", periods=2), "d": pd.to_timedelta([1, 2], "s"),
+        "z": pd.date_range("2024-01-01", periods=2, tz="UTC"), "b": [True, False]})
+    yield "pandas-series", pd.Series([1.0, 2.0], index=["a", "b"], name="s")
+    yield "pandas-indexes", [pd.RangeIndex(3), pd.Index(["a"]), pd.Index([1.5]),
+                             pd.MultiIndex.from_tuples([(1, "a")]), pd.CategoricalIndex(["a"]),
+                             pd.DatetimeIndex(["2024-01-01"]), pd.period_range("2024", periods=2,
+                                                                               freq="M"),
+                             pd.interval_range(0, 2)]
+    yield "pandas-scalars", [pd.Timestamp("2024-01-01"), pd.Timedelta("1D"), pd.NaT,
+                             pd.Period("2024-01", "M"), pd.Interval(0, 1), pd.NA,
+                             pd.Categorical(["a", "b"], ordered=True)]
+
+
+def _exec_state() -> dict[str, dict]:
+    """scipy's distributions `exec` their `_parse_arg_template` in `__setstate__`: per class,
+    the state keys and templates scipy itself writes (from every distribution it publishes)."""
+    from scipy import stats
+    from scipy.stats._distn_infrastructure import rv_generic
+
+    table: dict[str, dict] = {}
+    for name in sorted(dir(stats)):
+        dist = getattr(stats, name)
+        if isinstance(dist, rv_generic):
+            cls = type(dist)
+            entry = table.setdefault(f"{cls.__module__}.{cls.__qualname__}",
+                                     {"keys": set(), "code": {"_parse_arg_template": set()}})
+            entry["keys"].update(dist.__getstate__())
+            entry["code"]["_parse_arg_template"].add(dist._parse_arg_template)
+    return {cls: {"keys": sorted(e["keys"]),
+                  "code": {k: sorted(v) for k, v in e["code"].items()}}
+            for cls, e in table.items()}
 
 
 def _memmap_resaved(model: Any, folder: Path) -> Any:
@@ -278,6 +345,9 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
             except Exception as exc:  # skops cannot write some objects
                 skops_failed.append(f"{label}: {type(exc).__name__}")
     reviewed = sorted(f"{m}.{n}" for m, n in names if _reviewed((m, n)))
+    admitted, left_out = public_names()
+    for key, uses in chain(admitted.items(), ((k, v[0]) for k, v in REVIEWED_NAMES.items())):
+        names.setdefault(key, set()).update(uses)
     table: dict[str, dict[str, list[str]]] = {}
     for (module, name), uses in sorted(names.items()):
         if not _reviewed((module, name)):
@@ -287,12 +357,15 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
         "generated_with": {"python": platform.python_version(), "numpy": np.__version__,
                            "scipy": scipy.__version__, "scikit-learn": sklearn.__version__,
                            "joblib": joblib.__version__, "cloudpickle": cloudpickle.__version__,
-                           "skops": skops.__version__},
+                           "skops": skops.__version__, "pandas": _version("pandas")},
         "objects_written": len(fitted), "estimators": len(set(fitted)),
         "not_fitted": failed, "skops_not_written": skops_failed,
         "reviewed_not_admitted": reviewed,
         "size": sum(len(v) for v in table.values()),
+        "public_api_admitted": len(admitted),
+        "left_out": dict(sorted(left_out.items())),
         "skops_loaders": sorted(loaders),
+        "exec_state": _exec_state(),
         "names": table,
     }
     tmp_out = out.with_suffix(".json.tmp")
@@ -301,11 +374,21 @@ def generate(out: Path = ALLOWLIST_FILE) -> dict:
     return result
 
 
+def _version(package: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
+
+
 def main() -> int:
     result = generate()
     print(f"{ALLOWLIST_FILE}: {result['size']} names from {result['objects_written']} objects "
-          f"({len(result['not_fitted'])} estimators not fitted on small data); reviewed, not "
-          f"admitted: {', '.join(result['reviewed_not_admitted']) or 'none'}")
+          f"and {result['public_api_admitted']} public names ({len(result['left_out'])} left out "
+          f"for side effects; {len(result['not_fitted'])} estimators not fitted on small data); "
+          f"reviewed, not admitted: {', '.join(result['reviewed_not_admitted']) or 'none'}")
     return 0
 
 

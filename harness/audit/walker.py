@@ -15,6 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from persistbench.audit import policy as rules
 from persistbench.audit.arrays import NUMPY_DTYPE, array_layout
 from persistbench.audit.budget import Budget
 from persistbench.audit.opcodes import Framed, Source, StreamError, read_opcodes
@@ -56,7 +57,7 @@ SHIPPED_RECEIVERS = {"_function_setstate", "_class_setstate", "_make_cell", "_ma
 SHIPPED_MAKERS = {"_make_function", "_make_skeleton_class", "_make_skeleton_enum"}
 # `_builtin_type(name)` returns `types.<name>`; calling these builds code, not runs it
 BUILT_TYPES = {"CodeType", "FunctionType", "CellType", "ModuleType", "MappingProxyType",
-               "SimpleNamespace"}
+               "SimpleNamespace", "MethodType"}
 
 
 @dataclass
@@ -92,7 +93,7 @@ class PickleWalk:
         record = self.calls if use == CALL else self.imports
         if text not in record:
             record.append(text)
-        if ref.key in SHAPES:
+        if ref.key in SHAPES or ref.key == rules.GETATTR:
             return  # judged by shape where it is called
         reason = classify(ref.module, ref.name, use, self.trusted)
         if reason:
@@ -101,7 +102,7 @@ class PickleWalk:
     def call(self, func: Any, args: Any, opcode: str, pos: int) -> Built:
         """Record a call the unpickler makes; returns the symbolic result."""
         if isinstance(func, Ref):
-            self.use(func, CALL, pos)
+            self.use(func, rules.NEW if opcode.startswith("NEWOBJ") else CALL, pos)
             return self._call_ref(func, args, pos)
         if isinstance(func, Built) and _is_built_type(func):
             return Built(func, shipped=True)
@@ -124,6 +125,8 @@ class PickleWalk:
                           "functools.partial around anything but the callables scikit-learn "
                           "itself wraps", pos)
             return Built(func, args)
+        if func.key == rules.GETATTR and (why := rules.getattr_refused(args, self.names)):
+            self.flag("call", "builtins.getattr", why, pos)
         cls = func
         if func.key in RECONSTRUCTORS and isinstance(args, tuple) and args:
             cls = args[0]
@@ -193,6 +196,8 @@ class PickleWalk:
             self.flag("build", str(target), "BUILD applied twice to one object: the first "
                       "can install the `__setstate__` the second calls", pos)
         target.built = True
+        if refused := rules.state_reason(target.of, state):
+            self.flag("build", str(target.cls), refused, pos)
         if target.of == PARTIAL:
             self._check_partial_state(target, state, pos)
             return
@@ -205,8 +210,8 @@ class PickleWalk:
                 done = self.states_checked.get(id(part), 0)
                 self.states_checked[id(part)] = len(part.pairs)
                 self.kept_alive.append(part)
-                for key, _ in part.pairs[done:]:
-                    if isinstance(key, str) and key.startswith("__") and key.endswith("__"):
+                for key, value in part.pairs[done:]:
+                    if rules.behaviour_dunder(key, value):
                         self.flag("build", f"{target.cls}.{key}",
                                   f"state sets `{key}`: changes how the object behaves", pos)
 

@@ -16,8 +16,9 @@ def add_parser(sub) -> None:
     p.add_argument("file", type=Path, metavar="FILE", nargs="*",
                    help="one or more model files (several share the libraries' start-up)")
     p.add_argument("--regenerate-allowlist", action="store_true",
-                   help="rewrite the allow-list from what the installed scikit-learn, numpy "
-                        "and scipy pickle (about a minute)")
+                   help="rewrite the allow-list from what the installed scikit-learn, numpy, "
+                        "scipy, joblib and pandas pickle and their public API without side "
+                        "effects (about a minute)")
     p.add_argument("--json", action="store_true", help="machine-readable report on stdout")
     p.add_argument("--trust", metavar="MODULES",
                    help="comma-separated module prefixes of your own code to accept")

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from persistbench.audit import AuditReport, Finding
-from persistbench.audit.policy import VALUE, classify, resolve
+from persistbench.audit.policy import VALUE, classify, resolve, shape_judged
 
 WALL_S = 15.0
 TOTAL_S = 28.0  # both stages of one audit end within this
@@ -39,6 +39,7 @@ FORK_ROOM = 512 << 20  # what a forked load may map beyond its parent, before th
 LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
            "joblib": ("joblib.load", "pickle.load"), "skops": ("skops.io.load",),
            "onnx": ("onnxruntime",)}
+PICKLED = ("pickle", "cloudpickle", "joblib")
 MAX_EVENTS = 10_000
 
 
@@ -48,7 +49,8 @@ class LoadStage:
 
     loaders: tuple[str, ...]
     confined: dict | None = None
-    resolved: list[str] = field(default_factory=list)
+    resolved: list[str] = field(default_factory=list)  # module.qualname, as shown
+    found: list[tuple[str, str]] = field(default_factory=list)  # (module, qualname) each
     attempts: list[dict] = field(default_factory=list)
     outcomes: list[dict] = field(default_factory=list)
     ending: str = "finished"  # finished | killed-at-system-call | cpu | memory | time | crashed
@@ -136,15 +138,18 @@ def _load_in_fork(write_fd: int, request: dict, env: dict) -> None:
 
 
 def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
-                   memory_bytes: int | None = None, fork: bool = False) -> LoadStage:
+                   memory_bytes: int | None = None, fork: bool = False,
+                   trusted: tuple[str, ...] = ()) -> LoadStage:
     """Load `path` as `fmt` in a confined child; never raises for the file. `fork`: a
-    fork of this (preloaded, single-threaded) process, else a fresh interpreter."""
+    fork of this (preloaded, single-threaded) process, else a fresh interpreter.
+    `trusted` (the user's `--trust`) are imported before confinement, like the loader's
+    library: a trusted package loading its own native library is not the file's doing."""
     stage = LoadStage(LOADERS[fmt])
     scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
     request = {"path": str(Path(path).resolve()), "loaders": list(stage.loaders),
                "scratch": str(scratch),
                "memory_bytes": memory_bytes or memory_cap(path, fork), "cpu_s": cpu_s,
-               "cloudpickle": fmt == "cloudpickle"}
+               "cloudpickle": fmt == "cloudpickle", "trusted": list(trusted)}
     try:
         if fork:
             _forked_load(stage, request, _env(scratch), wall_s, cpu_s)
@@ -206,9 +211,11 @@ def _fresh_load(stage: LoadStage, request: dict, env: dict, wall_s: float,
 
 def _absorb(stage: LoadStage, events: list[dict]) -> None:
     for event in events:
-        if "resolved" in event:
-            if event["resolved"] not in stage.resolved:
-                stage.resolved.append(event["resolved"])
+        if "resolved" in event:  # module:qualname (a qualname is dotted since protocol 4)
+            module, _, qualname = str(event["resolved"]).partition(":")
+            if f"{module}.{qualname}" not in stage.resolved:
+                stage.resolved.append(f"{module}.{qualname}")
+                stage.found.append((module, qualname))
         elif "attempt" in event:
             stage.attempts.append({"what": str(event["attempt"]),
                                    "detail": str(event.get("detail", ""))})
@@ -226,9 +233,16 @@ def _absorb(stage: LoadStage, events: list[dict]) -> None:
 
 def findings(stage: LoadStage, report: AuditReport, trusted: tuple[str, ...]) -> list[Finding]:
     """The load stage's findings: attempts, a kill or a cap, files written, and globals
-    outside the allow-list that the static walk did not already flag."""
+    outside the allow-list that the static walk did not already flag.
+
+    ctypes calls are the trusted package's own when the user trusted one the file uses:
+    LightGBM and XGBoost rebuild their boosters through their native library in
+    `__setstate__` (seccomp, Landlock and the caps still hold that code)."""
+    walked = set(report.imports) | set(report.calls)
+    native = any(n.startswith(t + ".") for n in walked for t in trusted)
     out = [Finding("load-attempt", a["what"], f"tried while loading: {a['detail']}",
-                   loader="confined load") for a in stage.attempts]
+                   loader="confined load") for a in stage.attempts
+           if not (native and a["what"].startswith("ctypes."))]
     if stage.ending != "finished":
         kind = "load-blocked" if stage.ending == "killed-at-system-call" else "load-cap"
         if stage.ending == "crashed":
@@ -239,11 +253,15 @@ def findings(stage: LoadStage, report: AuditReport, trusted: tuple[str, ...]) ->
     out += [Finding("load-attempt", "permission denied", o.get("message", ""),
                     loader=o["loader"]) for o in stage.outcomes if o.get("outcome") == "blocked"]
     static = {f.name for f in report.findings}
-    for name in stage.resolved:
-        module, _, qualname = name.rpartition(".")
-        module, qualname = resolve(module, qualname, report.pickle_protocol or 5)
+    # A pickle without PROTO is protocol 0, whose Python 2 names (`copy_reg`) the unpickler
+    # maps as the walk does; other formats resolve Python 3 names.
+    protocol = 5 if report.format not in PICKLED else (report.pickle_protocol or 0)
+    for name, (module, qualname) in zip(stage.resolved, stage.found, strict=True):
+        module, qualname = resolve(module, qualname, protocol)
         if f"{module}.{qualname}" in static or name in static:
             continue
+        if shape_judged((module, qualname)) and f"{module}.{qualname}" in walked:
+            continue  # the walk saw it and judged its arguments (getattr, partial)
         reason = classify(module, qualname, VALUE, trusted)
         if reason:
             out.append(Finding("import", f"{module}.{qualname}", f"resolved by the loader: "
@@ -284,7 +302,7 @@ def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
                                        f"audit's {TOTAL_S:g} s: no time left to load it"))
         return None
     stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left),
-                           fork=fork)
+                           fork=fork, trusted=trusted)
     report.details["load_stage"] = stage.to_json()
     report.notes.append(summary(stage))
     report.findings += findings(stage, report, trusted)

@@ -62,7 +62,7 @@ def make_hook(pipe: Pipe, cloudpickle_ok: bool):
 
     def hook(event: str, args: tuple) -> None:
         if event == "pickle.find_class":
-            pipe.send(resolved=f"{_text(args[0])}.{_text(args[1])}")
+            pipe.send(resolved=f"{_text(args[0])}:{_text(args[1])}")
         elif event == "open":
             if _writes(args) and args[0] != "/dev/null":
                 pipe.send(attempt="open for writing", detail=_text(args[0]))
@@ -124,6 +124,18 @@ def _read_in_place() -> None:
     pickle._Unframer.readinto = readinto
 
 
+def _import_trusted(names: list[str]) -> None:
+    """The user's `--trust` packages, before confinement: trusted code (LightGBM and XGBoost
+    load their native library with ctypes when imported)."""
+    import importlib
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a prefix that is no importable module: the load will say
+            continue
+
+
 def load(loader: str, path: str):
     if loader == "pickle.load":
         import pickle
@@ -167,6 +179,7 @@ def main(request: dict) -> None:
     pipe = Pipe(request["fd"])
     for loader in request["loaders"]:
         _import_loader(loader)
+    _import_trusted(request.get("trusted", []))
     os.chdir(request["scratch"])
     try:
         applied = confine(Limits(writable=(request["scratch"],),
