@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from persistbench.audit.budget import Budget
-from persistbench.audit.policy import PARTIAL, SHAPES, Finding, allowlist, classify
+from persistbench.audit.policy import CALL, PARTIAL, SHAPES, VALUE, Finding, allowlist, classify
 
 LOADER = "skops.io.load"
 MEMBER = re.compile(r"^[0-9]+\.(npy|npz)$")
@@ -100,7 +100,9 @@ def _judge(node: dict, trusted: tuple[str, ...], findings: list[Finding]) -> str
             _flag(findings, "shape", f"{text}({target})", "functools.partial around "
                   "anything but the callables scikit-learn itself wraps")
         return text
-    reason = classify(module, cls, "value", trusted)
+    # ConstructorFromReduceNode calls the class with the file's arguments: a call, not a value
+    use = CALL if loader == "ConstructorFromReduceNode" else VALUE
+    reason = classify(module, cls, use, trusted)
     if reason:
         _flag(findings, "untrusted-type", text, reason)
     return text
