@@ -82,10 +82,10 @@ START_SHARING_ASSUMES = (
     "own next part, and each cell's load and first prediction run in a fork of their own, "
     "as in a prefork server's worker. This assumes that the interpreter's start-up and each "
     "shared import cost the same for every cell that shares them. A server that loads in "
-    "the interpreter that did the imports pays no copy-on-write faults: its first load of a "
-    "sub-millisecond file read 2-5x less here (logreg small pickle-p5: 314 µs in the fork, "
-    "77-349 µs without it); for loads of several milliseconds the two were within this "
-    "machine's noise.")
+    "the interpreter that did the imports pays no copy-on-write faults; here the two "
+    "differed most for sub-millisecond files, and by how loaded the machine was (logreg "
+    "small pickle-p5: 282-323 µs in the fork, 77-355 µs without it, over four checks at "
+    "load 2-10); loads of several milliseconds agreed within this machine's noise.")
 FIRST_PREDICT_AFTER_LOAD = Protocol(
     "first-predict-after-load",
     "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
