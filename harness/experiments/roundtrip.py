@@ -8,6 +8,7 @@ with the original object.
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 import time
@@ -99,6 +100,34 @@ def sampling(ctx: StepContext) -> tuple[int, float, float | None]:
     return ctx.share(repeat), budget / ctx.workers, precision
 
 
+# BLAS/OpenMP threads of a cell's steps: one, as in the servers (`serving.THREAD_ENV`) and
+# ONNX sessions (one intra-op thread), so every format predicts on the same footing. With
+# scikit-learn's default (one OpenMP thread per core) on a loaded 2-core machine, a one-row
+# HistGradientBoosting predict took 16-133 ms against 0.5-0.8 ms at one thread: the time
+# went to waking the other thread, not to the model.
+THREADS = 1
+
+
+@functools.cache
+def thread_pools():
+    """The process's BLAS/OpenMP pools, found once (a scan of the loaded libraries: 11 ms;
+    the forkserver's preload does it, so each cell's child inherits it)."""
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def pinned(step):
+    """The step at `THREADS` BLAS/OpenMP threads, which the cell records."""
+    @functools.wraps(step)
+    def run(ctx: StepContext) -> dict:
+        with thread_pools().limit(limits=THREADS):
+            return {**step(ctx), "threads": THREADS}
+
+    return run
+
+
+@pinned
 def dump_step(ctx: StepContext) -> dict:
     fmt = FORMATS[ctx.cell.format]
     est, X_eval = ctx.load_model()
@@ -258,6 +287,7 @@ def cold_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
             "load_cold_first_predict_s": stats(predicts)}
 
 
+@pinned
 def load_step(ctx: StepContext) -> dict:
     fmt = FORMATS[ctx.cell.format]
     path = artefact(ctx)

@@ -1,17 +1,18 @@
 """Server starts measured once per shared import prefix, not once per cell.
 
-A server's start is a new interpreter that imports the modules its file needs, in the order
-`modules_for_loading` lists them (numpy first; then the estimator's modules, whose first
-import runs `sklearn/__init__`; then the format's library), loads the file and predicts one
-row. One interpreter per cell cost about 1 s here, 94 s of a 106 s quick run, though the cells
-share prefixes of that import sequence: every one starts with numpy, every scikit-learn one
-continues with sklearn, and a model's formats differ only in their last library.
+A server's start is a new interpreter that imports the modules its file needs (numpy, then
+scikit-learn, then the format's library, then the file's own modules: `segments`), loads the
+file and predicts one row. One interpreter per cell cost about 1 s here, 94 s of a 106 s
+quick run, though the cells share prefixes of that import sequence: every one starts with
+numpy, every scikit-learn one continues with sklearn, and skops.io imports every estimator
+module, so after it nothing of a model is left to import.
 
 So one new interpreter per start imports the shared prefix and forks where the cells' import
 lists part: each fork continues exactly where its parent was, imports its own next part
-(timed), and forks again; a leaf loads its cell's file and predicts, timed alone. A cell's
-`start_import_s` is the sum of the parts on its path, each timed once, in a process that had
-imported exactly what came before it, in the server's order.
+(timed), and forks again; a part with nothing left to import is no fork (`lifted`); a leaf
+loads its cell's file and predicts, timed alone. A cell's `start_import_s` is the sum of the
+parts on its path, each timed once, in a process that had imported exactly what came before
+it, in the server's order.
 
 What this sharing assumes (the report says it): (1) the interpreter's start-up and each shared
 import part cost the same for every cell that shares them; (2) a fork's first load is a new
@@ -35,32 +36,35 @@ import time
 from pathlib import Path
 from typing import Any
 
-from persistbench.experiments.serving import first_use, load_input, server_environment
+from persistbench.experiments.serving import (
+    FORMAT_MODULES,
+    first_use,
+    load_input,
+    server_environment,
+)
 
 LEAF_OVERHEAD_S = 10.0  # per leaf, on top of the plan's own timeout: a slow load still ends
 
 
 def segments(modules: list[str]) -> list[tuple[str, ...]]:
-    """The import list cut where cells can part: each top-level package alone first (its
-    `__init__` is what a submodule's import runs first), then the rest of its group."""
-    out: list[tuple[str, ...]] = []
-    group: list[str] = []
+    """The import list in the order the cells share most, cut where they can part: numpy,
+    then each other top-level package of the file's modules (scikit-learn's `__init__`, what
+    any submodule's import runs first), then the format's library (`FORMAT_MODULES`,
+    onnxruntime), then the file's own modules.
 
-    def close() -> None:
-        if group:
-            top = group[0].split(".")[0]
-            out.append((top,))
-            rest = tuple(m for m in group if m != top)
-            if rest:
-                out.append(rest)
-            group.clear()
-
-    for name in modules:
-        if group and name.split(".")[0] != group[0].split(".")[0]:
-            close()
-        group.append(name)
-    close()
-    return out
+    A server imports its format's library before loading, and the load imports the file's
+    modules, so this is a server's own order. It also lets the cells share the heavy parts:
+    skops.io imports every estimator module scikit-learn has, and scikit-learn imports
+    joblib and cloudpickle, so what follows those is already imported (`lifted`).
+    """
+    libraries = {name for names in FORMAT_MODULES.values() for name in names} | {"onnxruntime"}
+    own = [m for m in modules if m not in libraries]
+    tops = list(dict.fromkeys(m.split(".")[0] for m in own))
+    tops.sort(key=lambda top: (top != "numpy", top in libraries))
+    out = [(top,) for top in tops]
+    out += [(m,) for m in modules if m in libraries and (m,) not in out]
+    rest = tuple(m for m in own if m not in tops)
+    return [*out, rest] if rest else out
 
 
 def plan(entries: list[dict]) -> dict:
@@ -113,23 +117,51 @@ def _leaves(node: dict) -> list[dict]:
     return node["leaves"] + [leaf for child in node["children"] for leaf in _leaves(child)]
 
 
-def _serve_leaf(leaf: dict, out: str) -> None:
+def _serve_leaf(leaf: dict, out: str, path: list[str]) -> None:
     started = time.perf_counter()
     X = load_input(Path(leaf["rows"]))
     served, _ = first_use(leaf["format"], Path(leaf["model"]), X)
-    _write(out, {"leaf": leaf["cell_id"], **served, "total_s": time.perf_counter() - started})
+    _write(out, {"leaf": leaf["cell_id"], "path": path, **served,
+                 "total_s": time.perf_counter() - started})
 
 
-def run_node(node: dict, out: str) -> None:
-    """Import this node's part (timed), then each leaf in a fork, then each child in one."""
+def lifted(node: dict, imported) -> tuple[list[dict], list[dict]]:
+    """The node's leaves and children once every child with nothing left to import (each of
+    its modules in `imported`) is replaced by its own leaves and children; children that
+    import the same modules are merged, so each part is imported, and timed, once."""
+    leaves = list(node["leaves"])
+    children: dict[tuple[str, ...], dict] = {}
+    pending = list(node["children"])
+    while pending:
+        child = pending.pop(0)
+        if all(name in imported for name in child["modules"]):
+            leaves += child["leaves"]
+            pending += child["children"]
+            continue
+        key = tuple(child["modules"])
+        if key in children:
+            same = children[key]
+            children[key] = {**same, "leaves": same["leaves"] + child["leaves"],
+                             "children": same["children"] + child["children"]}
+        else:
+            children[key] = child
+    return leaves, list(children.values())
+
+
+def run_node(node: dict, out: str, path: list[str] | None = None) -> None:
+    """Import this node's part (timed), then each leaf in a fork, then each child in one;
+    a leaf records the nodes it passed, whose import times make its `import_s`."""
     started = time.perf_counter()
     for name in node["modules"]:
         importlib.import_module(name)
     _write(out, {"node": node["id"], "import_s": time.perf_counter() - started})
-    for leaf in node["leaves"]:
-        _in_fork(out, lambda leaf=leaf: _serve_leaf(leaf, out), [{"leaf": leaf["cell_id"]}])
-    for child in node["children"]:
-        _in_fork(out, lambda child=child: run_node(child, out),
+    path = [*(path or []), node["id"]]
+    leaves, children = lifted(node, sys.modules)
+    for leaf in leaves:
+        _in_fork(out, lambda leaf=leaf: _serve_leaf(leaf, out, path),
+                 [{"leaf": leaf["cell_id"]}])
+    for child in children:
+        _in_fork(out, lambda child=child: run_node(child, out, path),
                  [{"leaf": leaf["cell_id"]} for leaf in _leaves(child)])
 
 
@@ -179,24 +211,18 @@ def assemble(tree: dict, records: list[dict], spawned: float, returncode: int | 
     why_not = (f"the start interpreter exited with status {returncode}: "
                f"{tail[-1] if tail else 'no message'}")
     found: dict[str, dict] = {}
-
-    def walk(node: dict, path: list[str]) -> None:
-        path = [*path, node["id"]]
-        for leaf in node["leaves"]:
-            done = served.get(leaf["cell_id"])
-            if done is None or "error" in done or entered is None \
-                    or any(p not in imports for p in path):
-                found[leaf["cell_id"]] = {"error": (done or {}).get("error") or why_not}
-                continue
-            import_s = sum(imports[p] for p in path)
-            found[leaf["cell_id"]] = {
-                "import_s": import_s, "load_s": done["load_s"],
-                "first_predict_s": done["first_predict_s"], "floor_s": done["floor_s"],
-                "total_s": (entered - spawned) + import_s + done["total_s"]}
-        for child in node["children"]:
-            walk(child, path)
-
-    walk(tree, [])
+    for leaf in _leaves(tree):
+        done = served.get(leaf["cell_id"])
+        path = (done or {}).get("path", [])
+        if done is None or "error" in done or entered is None \
+                or any(p not in imports for p in path):
+            found[leaf["cell_id"]] = {"error": (done or {}).get("error") or why_not}
+            continue
+        import_s = sum(imports[p] for p in path)
+        found[leaf["cell_id"]] = {
+            "import_s": import_s, "load_s": done["load_s"],
+            "first_predict_s": done["first_predict_s"], "floor_s": done["floor_s"],
+            "total_s": (entered - spawned) + import_s + done["total_s"]}
     return found
 
 

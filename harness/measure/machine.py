@@ -106,11 +106,19 @@ def _best_rate(nbytes: int, fn, repeats: int = 3) -> float:
     return nbytes / best
 
 
-def calibrate(directory: Path, nbytes: int = 256 * 2**20) -> dict:
-    """Memory copy, page-cache read, cold read and write+fsync bandwidths in bytes/s."""
+CALIBRATION_BYTES = 64 * 2**20
+
+
+def calibrate(directory: Path, nbytes: int = CALIBRATION_BYTES) -> dict:
+    """Memory copy, page-cache read, cold read and write+fsync bandwidths in bytes/s.
+
+    64 MiB, the best of several runs: 256 MiB took 3.5-4.9 s of every run here (most of it
+    writing and fsyncing), against 0.7 s, for bandwidths within the spread of either size
+    on a shared machine.
+    """
     src = np.frombuffer(np.random.default_rng(0).bytes(nbytes), dtype=np.uint8)
     dst = np.empty_like(src)
-    copy_bps = _best_rate(nbytes, lambda: np.copyto(dst, src))
+    copy_bps = _best_rate(nbytes, lambda: np.copyto(dst, src), repeats=5)
     buf = bytearray(nbytes)
     directory.mkdir(parents=True, exist_ok=True)
     with tempfile.NamedTemporaryFile(dir=directory, prefix=".calibrate-", delete=False) as fh:
@@ -128,9 +136,9 @@ def calibrate(directory: Path, nbytes: int = 256 * 2**20) -> dict:
 
         write_bps = _best_rate(nbytes, write_fsync, repeats=2)
         read_all()
-        warm_bps = _best_rate(nbytes, read_all)
+        warm_bps = _best_rate(nbytes, read_all, repeats=5)
         cold, cold_unsupported = [], None
-        for _ in range(2):
+        for _ in range(3):
             _, cold_unsupported = evict_verified(path)
             if cold_unsupported:
                 break

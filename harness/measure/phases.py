@@ -10,6 +10,7 @@ simulated platform takes the same paths the real one would.
 
 from __future__ import annotations
 
+import functools
 import os
 import statistics
 import sys
@@ -83,6 +84,16 @@ class Phase:
     rss_delta_bytes: int = 0  # RSS after minus before: what the phase left resident
 
 
+@functools.cache
+def libc_handle():
+    """The C library, looked up once per process: `find_library` runs `ldconfig -p` in a
+    subprocess (1-2 ms), which every eviction and trim paid before."""
+    import ctypes
+    import ctypes.util
+
+    return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+
+
 def release_free_memory() -> bool:
     """Hand memory the allocator keeps after `free` back to the kernel (glibc `malloc_trim`).
 
@@ -93,11 +104,9 @@ def release_free_memory() -> bool:
     only. False where there is no glibc (the peak then relies on the allocator alone).
     """
     import ctypes
-    import ctypes.util
 
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
+        trim = libc_handle().malloc_trim
     except (OSError, AttributeError):
         return False
     trim.argtypes = [ctypes.c_size_t]
@@ -187,13 +196,12 @@ def resident_fraction(path: Path) -> float | None:
     None where it cannot be asked (no mincore, empty file).
     """
     import ctypes
-    import ctypes.util
     import mmap
 
     size = os.path.getsize(path)
     if size == 0 or not sys.platform.startswith(("linux", "darwin", "freebsd")):
         return None
-    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc = libc_handle()
     libc.mmap.restype = ctypes.c_void_p
     libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
                           ctypes.c_int, ctypes.c_long]

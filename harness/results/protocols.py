@@ -51,7 +51,11 @@ WARM_REPEATED = Protocol(
     2, 0.01)
 FIRST_IN_PROCESS = Protocol(
     "first-in-process",
-    "the first time a process that has every library imported does this with this file",
+    "the first time a worker forked from a parent that imported every library (a prefork "
+    "server: gunicorn --preload, celery, a multiprocessing pool) does this with this file; "
+    "its first writes to memory it shares with that parent are copy-on-write faults, which "
+    "a process that imported the libraries itself does not pay (up to 2-5x a sub-millisecond "
+    "load here)",
     "a child of the harness forked from its preloaded forkserver (one sample per process)",
     (), 0)
 COLD_PAGE_CACHE = Protocol(
@@ -64,8 +68,8 @@ COLD_PAGE_CACHE = Protocol(
     0)
 FIRST_LOAD_FRESH_PROCESS = Protocol(
     "first-load-fresh-process",
-    "a server's start: a new interpreter imports only the modules the file needs, loads it "
-    "once and predicts one row",
+    "a server's start: a new interpreter imports only the modules the file needs, then a "
+    "fork of it (a prefork server's worker) loads the file once and predicts one row",
     "one new interpreter per start for all cells, forked where the cells' import lists part "
     "(`persistbench.experiments.starts`): imports are summed along a cell's path, each part "
     "timed once in a process that had imported exactly what precedes it",
@@ -73,20 +77,19 @@ FIRST_LOAD_FRESH_PROCESS = Protocol(
 # What sharing one interpreter among the cells assumes; the report prints it.
 START_SHARING_ASSUMES = (
     "Server starts share their imports: one new interpreter per start imports what the "
-    "cells' import lists have in common (numpy, then scikit-learn, then a model's modules) "
-    "and forks where they part; each fork imports its own next part, and each cell's load and "
-    "first prediction run in a fork of their own. This assumes that the interpreter's "
-    "start-up and each shared import cost the same for every cell that shares them, and "
-    "that a fork's first load is a new interpreter's: the fork shares its parent's memory "
-    "copy-on-write, so its first write to each inherited page costs a page fault a real "
-    "server does not pay. Checked here against new interpreters: the imports agreed within "
-    "1.1-1.7x on a loaded machine, but a fork's first load read 1.3-2.9x a new "
-    "interpreter's (logreg small pickle-p5: 288 µs against 98 µs), so start_load_s is an "
-    "upper bound, loosest for sub-millisecond loads.")
+    "cells' import lists have in common (numpy, then scikit-learn, then the format's "
+    "library, then the file's own modules) and forks where they part; each fork imports its "
+    "own next part, and each cell's load and first prediction run in a fork of their own, "
+    "as in a prefork server's worker. This assumes that the interpreter's start-up and each "
+    "shared import cost the same for every cell that shares them. A server that loads in "
+    "the interpreter that did the imports pays no copy-on-write faults; here the two "
+    "differed most for sub-millisecond files, and by how loaded the machine was (logreg "
+    "small pickle-p5: 282-323 µs in the fork, 77-355 µs without it, over four checks at "
+    "load 2-10); loads of several milliseconds agreed within this machine's noise.")
 FIRST_PREDICT_AFTER_LOAD = Protocol(
     "first-predict-after-load",
     "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
-    "pays what the load deferred",
+    "pays what the load deferred; BLAS and OpenMP at one thread, as in the servers",
     "the warm-repeated process",
     ("the previous model is dropped", "the file is loaded again (not timed)"), 1, 0.01)
 ISOLATED_PEAK_MEMORY = Protocol(

@@ -10,22 +10,29 @@ from __future__ import annotations
 import contextlib
 import json
 import multiprocessing
+import os
 import signal
 from pathlib import Path
 
 from persistbench.measure.methods import active, start_method
 
 _context: multiprocessing.context.BaseContext | None = None
+_environment: dict[str, str] = {}  # the harness's environment when the forkserver started
 
 
 def context():
-    """The forkserver, started once per harness process.
+    """The forkserver, started once per harness process, and again if the harness's
+    environment changed since (a notebook that set PERSISTBENCH_CACHE between two runs):
+    the harness finds a cached model where its children will look for it.
 
     Children inherit the user's environment unchanged: allocator settings change timings and
     memory (glibc's MALLOC_* thresholds slowed skops loads by half), so a cell runs under the
     allocator a user's process gets; `run.allocator` records any tuning the user exported.
     """
     global _context
+    if _context is not None and _context.get_start_method() == "forkserver" \
+            and dict(os.environ) != _environment:
+        fresh_forkserver()
     if _context is None:
         if (start_method(active()) == "forkserver"
                 and "forkserver" in multiprocessing.get_all_start_methods()):
@@ -54,6 +61,8 @@ def _start_forkserver_deaf_to_ctrl_c() -> None:
     """
     from multiprocessing import forkserver, resource_tracker
 
+    _environment.clear()
+    _environment.update(os.environ)
     resource_tracker.ensure_running()
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
@@ -73,7 +82,10 @@ def fresh_forkserver() -> None:
     """
     from multiprocessing import forkserver
 
-    if context().get_start_method() != "forkserver":
+    if _context is None:
+        context()  # the first one: fresh already
+        return
+    if _context.get_start_method() != "forkserver":
         return  # spawn: every child is a new interpreter already
     forkserver._forkserver._stop()  # private, but the only way to replace it
     _start_forkserver_deaf_to_ctrl_c()

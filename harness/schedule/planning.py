@@ -67,6 +67,9 @@ def plan_cells(*, profile: str = "quick", models=None, formats=None, sizes=None,
     options = {"repeat": repeat or prof["repeat"], "seed": seed, "processes": processes,
                "starts": prof["starts"] if starts is None else starts,
                "workers": workers or prof["workers"]}
+    if precision is None and repeat is None:  # the profile's, unless a count was asked for
+        precision = prof.get("precision")
+        budget_s = prof.get("budget_s") if budget_s is None else budget_s
     if precision is not None:
         options["precision"] = precision
     if budget_s is not None:

@@ -53,9 +53,10 @@ def _train(cell: Cell, scratch: Path, timeout_s: float) -> dict:
 def train_model(model: str, size: str, seed: int, scratch: Path,
                 timeout_s: float = TRAIN_TIMEOUT_S) -> dict:
     """Fit a model into the cache in a child (never in a process that measures)."""
-    from persistbench.schedule.worker import train
+    from persistbench.schedule.worker import already_cached, train
 
-    return run_child(train, (model, size, seed), Path(scratch) / "train.json", timeout_s)
+    return already_cached(model, size, seed) or run_child(
+        train, (model, size, seed), Path(scratch) / "train.json", timeout_s)
 
 
 def _training_failed(cell: Cell, trained: dict) -> dict:
