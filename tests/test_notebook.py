@@ -25,6 +25,6 @@ def test_example_notebook_runs_in_a_jupyter_kernel(tmp_path):
     assert not [o for o in outputs if o.output_type == "error"]
     html = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
     assert any('<table class="verdict">' in h and "smallest file" in h for h in html)
-    assert any("protocol" in h and "warm in-process" in h for h in html)  # the tidy table
+    assert any("protocol" in h and "warm-repeated" in h for h in html)  # the tidy table
     assert any("image/png" in o.get("data", {}) for o in outputs)  # the plot
     assert len(list((tmp_path / "results").glob("run-*.json"))) == 1

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from persistbench.experiments import Cell, experiment
 from persistbench.results.passes import add_pass
+from persistbench.results.vocabulary import START_REPEATS
 
 KEEP_BYTES = 2 * 2**30  # files held for the batch before it runs early
 BATCH_TIMEOUT_S = 120.0  # plus a per-cell allowance (`starts.LEAF_OVERHEAD_S`)
@@ -55,7 +56,7 @@ class StartBatch:
             by_experiment.setdefault(waiting.cell.experiment, []).append(waiting)
         try:
             for name, group in by_experiment.items():
-                repeats = max(int(w.cell.options.get("starts", 1)) for w in group)
+                repeats = max(int(w.cell.options.get("starts", START_REPEATS)) for w in group)
                 found = experiment(name).start_batch([w.entry for w in group],
                                                      self.folder / "run", repeats,
                                                      BATCH_TIMEOUT_S)
