@@ -230,6 +230,20 @@ def _compile(directory: Path, home_python: list[str], env: dict[str, str]) -> No
                    capture_output=True, timeout=BUILD_TIMEOUT_S, env={**os.environ, **env})
 
 
+def build_into(cmd: list[str], scratch: Path, directory: Path, tool: str) -> str | None:
+    """Run a build that writes `scratch`, then move it to `directory` in one rename, so a
+    cached tree is always whole; on failure remove it and return the tool's stderr."""
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise RuntimeError(f"{tool} took more than {BUILD_TIMEOUT_S:g} s") from exc
+    if proc.returncode:
+        shutil.rmtree(scratch, ignore_errors=True)
+        return proc.stderr
+    os.replace(scratch, directory)
+    return None
+
 def _build(arch: str, directory: Path, say) -> None:
     """mmdebstrap into a scratch directory beside the tree, renamed into place when whole."""
     scratch = directory.with_name(directory.name + ".building")
@@ -244,16 +258,10 @@ def _build(arch: str, directory: Path, say) -> None:
                            f"{TREE_BYTES / 1e9:.1f} GB")
     cmd = ["mmdebstrap", "--quiet", "--variant=extract", f"--arch={arch}",
            f"--include={','.join(PACKAGES)}", SUITE, str(scratch), MIRROR]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise RuntimeError(f"mmdebstrap took more than {BUILD_TIMEOUT_S:g} s") from exc
-    if proc.returncode:
-        shutil.rmtree(scratch, ignore_errors=True)
-        errors = [ln[2:].strip() for ln in proc.stderr.splitlines() if ln.startswith("E:")]
-        raise RuntimeError(f"mmdebstrap: {errors[0] if errors else build_reason(proc.stderr)}")
-    os.replace(scratch, directory)
+    stderr = build_into(cmd, scratch, directory, "mmdebstrap")
+    if stderr is not None:
+        errors = [ln[2:].strip() for ln in stderr.splitlines() if ln.startswith("E:")]
+        raise RuntimeError(f"mmdebstrap: {errors[0] if errors else build_reason(stderr)}")
 
 
 def tree(arch: str, rebuild: bool = False, say=print, home: Tree | None = None) -> Tree:

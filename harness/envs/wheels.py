@@ -13,7 +13,6 @@ home side, installs exactly the versions arm64 got, pinned, so both sides always
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import shutil
 import subprocess
 import sys
@@ -21,10 +20,10 @@ import time
 from pathlib import Path
 
 from persistbench.envs.arch import (
-    BUILD_TIMEOUT_S,
     HOME,
     READY,
     Tree,
+    build_into,
     described,
     read_ready,
     summary,
@@ -68,15 +67,9 @@ def _install(base: Tree, directory: Path, pins: dict[str, str] | None) -> None:
            "--no-input", "--target", str(site), "--platform", PLATFORMS[base.arch],
            "--python-version", minor, "--implementation", "cp",
            "--abi", f"cp{minor.replace('.', '')}", "--only-binary=:all:", *requirements]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired as exc:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise RuntimeError(f"pip took more than {BUILD_TIMEOUT_S:g} s") from exc
-    if proc.returncode:
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise RuntimeError(f"pip: {build_reason(proc.stderr)}")
-    os.replace(scratch, directory)
+    stderr = build_into(cmd, scratch, directory, "pip")
+    if stderr is not None:
+        raise RuntimeError(f"pip: {build_reason(stderr)}")
 
 
 def stack(base: Tree, pins: dict[str, str] | None = None, rebuild: bool = False,
