@@ -24,11 +24,17 @@ COMMANDS = ("listing", "run", "advise", "report", "compare", "ab", "compat", "po
             "save", "check", "audit", "profile")
 
 
-def build_parser() -> Parser:
+MODULE_OF = {"list": "listing"}  # commands whose module has another name
+
+
+def build_parser(only: str | None = None) -> Parser:
+    """The command line's parser; `only`: the one command module the arguments name, the
+    others not imported (their imports cost a few tenths of a second before `audit` can
+    start its first child)."""
     parser = Parser(prog="persistbench",
                     description="Measure how to persist a scikit-learn model on this machine.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
-    for name in COMMANDS:
+    for name in COMMANDS if only is None else (only,):
         importlib.import_module(f"persistbench.commands.{name}").add_parser(sub)
     return parser
 
@@ -46,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         # A file name or a pickled string need not be UTF-8: escape it, never crash on it.
         if hasattr(stream, "reconfigure"):
             stream.reconfigure(errors="backslashreplace")
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    named = MODULE_OF.get(argv[0], argv[0]) if argv else None
+    args = build_parser(named if named in COMMANDS else None).parse_args(argv)
     try:
         return args.func(args)
     except (UsageError, ResultsError) as exc:

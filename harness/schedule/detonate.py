@@ -13,6 +13,7 @@ allow-list as the static walk's, so a name the walk missed is flagged here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -71,11 +72,15 @@ def memory_cap(path: Path, fork: bool = False) -> int:
     """Room for the libraries and a few times the file: more than a benign load needs,
     little enough that a bomb stops at about 1 GiB for a small file. A forked child starts
     with this process's address space, its libraries already mapped: the room is added."""
-    import psutil
-
     size = Path(path).stat().st_size
-    base = psutil.Process().memory_info().vms + FORK_ROOM if fork else BASE_MEMORY
-    return min(base + 4 * size, base + int(0.8 * psutil.virtual_memory().total))
+    if fork:
+        import psutil
+
+        base = psutil.Process().memory_info().vms + FORK_ROOM
+    else:
+        base = BASE_MEMORY
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return min(base + 4 * size, base + int(0.8 * total))
 
 
 def _parse(lines: list[bytes], events: list[dict]) -> None:
@@ -137,24 +142,74 @@ def _load_in_fork(write_fd: int, request: dict, env: dict) -> None:
     loadchild.main({**request, "fd": write_fd})
 
 
+@dataclass
+class Ahead:
+    """A fresh load child started before the static walk ends (`start_ahead`): importing
+    the libraries a load needs while the walk runs, waiting for the loaders."""
+
+    proc: subprocess.Popen
+    read_fd: int  # its events
+    go_fd: int  # one line naming the loaders; closed without it, the load is cancelled
+    scratch: Path
+
+
+def start_ahead(path: Path, trusted: tuple[str, ...] = ()) -> Ahead:
+    """Start the confined load child of `path` now, so that its interpreter's start and
+    imports overlap the static walk; `run_load_stage(ahead=...)` lets it load, `cancel`
+    ends it. It confines itself only once told to load, and reads the file only then."""
+    scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
+    request = {"path": str(Path(path).resolve()), "scratch": str(scratch),
+               "memory_bytes": memory_cap(path), "cpu_s": CPU_S, "trusted": list(trusted)}
+    go_read, go_write = os.pipe()
+    try:
+        proc, read_fd = _start({**request, "await_go": True, "go_fd": go_read},
+                               _env(scratch), (go_read,))
+    except BaseException:
+        os.close(go_write)
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    finally:
+        os.close(go_read)
+    return Ahead(proc, read_fd, go_write, scratch)
+
+
+def cancel(ahead: Ahead) -> None:
+    """End a child started ahead that will not load: it never opened the file."""
+    os.close(ahead.go_fd)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(ahead.proc.pid, signal.SIGKILL)
+    ahead.proc.communicate()
+    os.close(ahead.read_fd)
+    shutil.rmtree(ahead.scratch, ignore_errors=True)
+
+
 def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
                    memory_bytes: int | None = None, fork: bool = False,
-                   trusted: tuple[str, ...] = ()) -> LoadStage:
+                   trusted: tuple[str, ...] = (), ahead: Ahead | None = None) -> LoadStage:
     """Load `path` as `fmt` in a confined child; never raises for the file. `fork`: a
-    fork of this (preloaded, single-threaded) process, else a fresh interpreter.
+    fork of this (preloaded, single-threaded) process, else a fresh interpreter, or the
+    one `ahead` started already (with the caps and trusted packages given to it).
     `trusted` (the user's `--trust`) are imported before confinement, like the loader's
     library: a trusted package loading its own native library is not the file's doing."""
     stage = LoadStage(LOADERS[fmt])
-    scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
-    request = {"path": str(Path(path).resolve()), "loaders": list(stage.loaders),
-               "scratch": str(scratch),
+    go = {"loaders": list(stage.loaders), "cloudpickle": fmt == "cloudpickle"}
+    scratch = ahead.scratch if ahead else Path(tempfile.mkdtemp(prefix="persistbench-load-"))
+    request = {"path": str(Path(path).resolve()), "scratch": str(scratch),
                "memory_bytes": memory_bytes or memory_cap(path, fork), "cpu_s": cpu_s,
-               "cloudpickle": fmt == "cloudpickle", "trusted": list(trusted)}
+               "trusted": list(trusted), **go}
     try:
-        if fork:
+        if ahead:
+            started = time.monotonic()
+            with contextlib.suppress(BrokenPipeError):  # a child that died: its status says
+                os.write(ahead.go_fd, (json.dumps(go) + "\n").encode())
+            os.close(ahead.go_fd)
+            _collect(stage, ahead.proc, ahead.read_fd, started, wall_s, cpu_s)
+        elif fork:
             _forked_load(stage, request, _env(scratch), wall_s, cpu_s)
         else:
-            _fresh_load(stage, request, _env(scratch), wall_s, cpu_s)
+            started = time.monotonic()
+            proc, read_fd = _start(request, _env(scratch))
+            _collect(stage, proc, read_fd, started, wall_s, cpu_s)
         stage.written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -183,19 +238,28 @@ def _end(stage: LoadStage, events: list[dict], returncode: int | None, timed_out
         stage.detail += ": " + stderr.strip()[-300:]
 
 
-def _fresh_load(stage: LoadStage, request: dict, env: dict, wall_s: float,
-                cpu_s: int) -> None:
+def _start(request: dict, env: dict, keep: tuple[int, ...] = ()) -> tuple[subprocess.Popen,
+                                                                          int]:
+    """A fresh interpreter running `loadchild`; (it, the read end of its event pipe)."""
     read_fd, write_fd = os.pipe()
-    request = {**request, "fd": write_fd}
-    scratch = request["scratch"]
-    started = time.monotonic()
     try:
         proc = subprocess.Popen(
             [sys.executable, "-I", "-B", "-m", "persistbench.schedule.loadchild",
-             json.dumps(request)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, pass_fds=(write_fd,), cwd=scratch,
-            env={**os.environ, **env}, start_new_session=True)
+             json.dumps({**request, "fd": write_fd})], stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_fd, *keep),
+            cwd=request["scratch"], env={**os.environ, **env}, start_new_session=True)
+    except BaseException:
+        os.close(read_fd)
+        raise
+    finally:
         os.close(write_fd)
+    return proc, read_fd
+
+
+def _collect(stage: LoadStage, proc: subprocess.Popen, read_fd: int, started: float,
+             wall_s: float, cpu_s: int) -> None:
+    """The child's events until it ends or `wall_s` from `started` passes, then its end."""
+    try:
         try:
             events, timed_out = _events(read_fd, started + wall_s)
         finally:
@@ -284,26 +348,32 @@ def summary(stage: LoadStage) -> str:
 
 
 def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
-                   started: float | None = None, fork: bool = False) -> LoadStage | None:
+                   started: float | None = None, fork: bool = False,
+                   ahead: Ahead | None = None) -> LoadStage | None:
     """Run the load stage for an audited file and fold its findings into the report.
 
     Skipped when the static walk already stopped at one of its budgets (the file is
-    flagged, and a bomb should not get a second go) or the format has no loader here.
+    flagged, and a bomb should not get a second go) or the format has no loader here;
+    a child started `ahead` is then cancelled before it reads anything.
     `started` (monotonic): when the static stage began; both end within `TOTAL_S`."""
+    skipped = None
     if report.format not in LOADERS:
-        report.notes.append(f"load stage: no loader for {report.format} files")
-        return None
-    if any(f.kind in ("budget", "audit-error") for f in report.findings):
-        report.notes.append("load stage: skipped, the static walk stopped at a budget")
-        return None
+        skipped = f"load stage: no loader for {report.format} files"
+    elif any(f.kind in ("budget", "audit-error") for f in report.findings):
+        skipped = "load stage: skipped, the static walk stopped at a budget"
     left = TOTAL_S - (time.monotonic() - started) if started is not None else WALL_S
-    if left < MIN_LOAD_S:
+    if skipped is None and left < MIN_LOAD_S:
         report.findings.append(Finding("budget", "load stage", "the static walk took the "
                                        f"audit's {TOTAL_S:g} s: no time left to load it"))
-        return None
-    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left),
-                           fork=fork, trusted=trusted)
-    report.details["load_stage"] = stage.to_json()
-    report.notes.append(summary(stage))
-    report.findings += findings(stage, report, trusted)
-    return stage
+    elif skipped is None:
+        stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left),
+                               fork=fork, trusted=trusted, ahead=ahead)
+        report.details["load_stage"] = stage.to_json()
+        report.notes.append(summary(stage))
+        report.findings += findings(stage, report, trusted)
+        return stage
+    else:
+        report.notes.append(skipped)
+    if ahead:
+        cancel(ahead)
+    return None
