@@ -12,7 +12,8 @@ from persistbench.audit import Finding, audit
 from persistbench.commands.main import main
 from persistbench.experiments import security
 from persistbench.schedule import confine as confine_module
-from persistbench.schedule.detonate import add_load_stage, start_ahead
+from persistbench.schedule.detonate import add_load_stage
+from persistbench.schedule.launch import start_ahead
 
 pytestmark = pytest.mark.skipif(confine_module.unavailable() is not None,
                                 reason=f"{confine_module.unavailable()}")

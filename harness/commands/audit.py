@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from persistbench.sources.models import UsageError
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("audit", help="what loading FILE would import and call: read without "
@@ -36,13 +34,13 @@ def execute(args) -> int:
 
         return regenerate()
     if not args.file:
-        raise UsageError("audit: give a FILE (or --regenerate-allowlist)")
+        raise _usage_error("audit: give a FILE (or --regenerate-allowlist)")
     trusted = tuple(n.strip() for n in (args.trust or "").split(",") if n.strip())
     early = None
     if len(args.file) == 1 and not args.static_only and args.file[0].is_file():
         # one file: its load child starts first and imports while the rest starts here and
         # the static walk runs (a fork of this process importing only the walk's libraries)
-        from persistbench.schedule.detonate import start_ahead
+        from persistbench.schedule.launch import start_ahead
 
         early = start_ahead(args.file[0], trusted)
     if not args.static_only:
@@ -51,7 +49,7 @@ def execute(args) -> int:
         reason = unavailable()
         if reason:
             _cancel(early)
-            raise UsageError(f"audit: {reason}; the load stage needs it: pass --static-only "
+            raise _usage_error(f"audit: {reason}; the load stage needs it: pass --static-only "
                              "to audit without loading")
     from persistbench.schedule.forked import can_fork, preload, single_threaded
 
@@ -66,9 +64,17 @@ def execute(args) -> int:
     return max(statuses)
 
 
+def _usage_error(message: str) -> Exception:
+    """The command line's usage error, imported only when raised: its module imports numpy,
+    which nothing else the audit's own process runs needs."""
+    from persistbench.sources.models import UsageError
+
+    return UsageError(message)
+
+
 def _cancel(early) -> None:
     if early:
-        from persistbench.schedule.detonate import cancel
+        from persistbench.schedule.launch import cancel
 
         cancel(early)
 
@@ -76,7 +82,7 @@ def _cancel(early) -> None:
 def _audit_one(path: Path, args, trusted: tuple[str, ...], fork: bool, several: bool,
                early=None) -> int:
     """Both stages for one file, its report printed; its exit status. `early`: the load
-    stage's child, started ahead (`detonate.start_ahead`); the static walk is then forked
+    stage's child, started ahead (`launch.start_ahead`); the static walk is then forked
     from this process without its libraries preloaded."""
     import json
     import sys
@@ -93,7 +99,7 @@ def _audit_one(path: Path, args, trusted: tuple[str, ...], fork: bool, several: 
         if args.json:
             print(json.dumps({"path": str(path), "exit_status": 2, "error": str(exc)}))
         if not several:
-            raise UsageError(f"{path}: cannot audit: {exc}") from exc
+            raise _usage_error(f"{path}: cannot audit: {exc}") from exc
         print(f"persistbench: {path}: cannot audit: {exc}", file=sys.stderr)
         return 2
     except BaseException:

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
-from persistbench.results.schema import ResultsError
-from persistbench.sources.formats import PLUGIN_ERROR
-from persistbench.sources.model_file import Refused
-from persistbench.sources.models import UsageError
+# The format plugins' variable (`sources.formats.PLUGINS_ENV`), read here so that a command
+# needing no format (`audit`) starts without importing the formats, and numpy with them
+PLUGINS_ENV = "PERSISTBENCH_FORMATS"
 
 
 class Parser(argparse.ArgumentParser):
@@ -45,9 +45,12 @@ def main(argv: list[str] | None = None) -> int:
               " eviction and forked workers have no equivalent there; run it under WSL 2 "
               "(Linux) or on macOS", file=sys.stderr)
         return 2
-    if PLUGIN_ERROR:
-        print(f"persistbench: error: {PLUGIN_ERROR}", file=sys.stderr)
-        return 2
+    if os.environ.get(PLUGINS_ENV):
+        from persistbench.sources.formats import PLUGIN_ERROR
+
+        if PLUGIN_ERROR:
+            print(f"persistbench: error: {PLUGIN_ERROR}", file=sys.stderr)
+            return 2
     for stream in (sys.stdout, sys.stderr):
         # A file name or a pickled string need not be UTF-8: escape it, never crash on it.
         if hasattr(stream, "reconfigure"):
@@ -57,9 +60,15 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(named if named in COMMANDS else None).parse_args(argv)
     try:
         return args.func(args)
-    except (UsageError, ResultsError) as exc:
-        print(f"persistbench: error: {exc}", file=sys.stderr)
-        return 2
-    except Refused as exc:  # the audit flagged a model file: its findings, never loaded
-        print(exc, file=sys.stderr)
-        return 1
+    except Exception as exc:  # the classes imported only now: see PLUGINS_ENV
+        from persistbench.results.schema import ResultsError
+        from persistbench.sources.model_file import Refused
+        from persistbench.sources.models import UsageError
+
+        if isinstance(exc, UsageError | ResultsError):
+            print(f"persistbench: error: {exc}", file=sys.stderr)
+            return 2
+        if isinstance(exc, Refused):  # the audit flagged a model file: never loaded
+            print(exc, file=sys.stderr)
+            return 1
+        raise

@@ -46,7 +46,8 @@ def model_source(path: Path, data: Path | None, trust: tuple[str, ...],
     from persistbench.audit import render
     from persistbench.schedule.capped import audit_capped
     from persistbench.schedule.confine import unavailable
-    from persistbench.schedule.detonate import add_load_stage, cancel, start_ahead
+    from persistbench.schedule.detonate import add_load_stage
+    from persistbench.schedule.launch import cancel, start_ahead
 
     if not Path(path).is_file():
         raise UsageError(f"{path}: no such model file")

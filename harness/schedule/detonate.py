@@ -20,7 +20,6 @@ import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -28,13 +27,18 @@ from pathlib import Path
 
 from persistbench.audit import AuditReport, Finding
 from persistbench.audit.policy import VALUE, classify, resolve, shape_judged
+from persistbench.schedule.launch import (
+    CPU_S,
+    Ahead,
+    cancel,
+    child_env,
+    memory_cap,
+    start_child,
+)
 
 WALL_S = 15.0
 TOTAL_S = 28.0  # both stages of one audit end within this
 MIN_LOAD_S = 2.0  # less than this left for the load stage: a finding, not a hurried load
-CPU_S = 15
-BASE_MEMORY = 1 << 30  # the interpreter, numpy and scikit-learn map about 600 MB
-FORK_ROOM = 512 << 20  # what a forked load may map beyond its parent, before the file's share
 # A joblib file is a pickle too: pickle.load reads it up to the first array's bytes (where a
 # crafted file can put opcodes that only pickle.load runs), then stops, cheaply.
 LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
@@ -66,21 +70,6 @@ class LoadStage:
                 "outcomes": self.outcomes, "ending": self.ending, "detail": self.detail,
                 "written": self.written, "peak_bytes": self.peak_bytes,
                 "seconds": round(self.seconds, 3)}
-
-
-def memory_cap(path: Path, fork: bool = False) -> int:
-    """Room for the libraries and a few times the file: more than a benign load needs,
-    little enough that a bomb stops at about 1 GiB for a small file. A forked child starts
-    with this process's address space, its libraries already mapped: the room is added."""
-    size = Path(path).stat().st_size
-    if fork:
-        import psutil
-
-        base = psutil.Process().memory_info().vms + FORK_ROOM
-    else:
-        base = BASE_MEMORY
-    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return min(base + 4 * size, base + int(0.8 * total))
 
 
 def _parse(lines: list[bytes], events: list[dict]) -> None:
@@ -126,61 +115,12 @@ def _ending(returncode: int, timed_out: bool, cpu_s: int, wall_s: float) -> tupl
     return "crashed", f"the loading process died of {name}"
 
 
-def _env(scratch: Path) -> dict[str, str]:
-    return {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "TMPDIR": str(scratch),
-            # a home nothing can be created in: onnxruntime makes ~/.cache/Microsoft at every
-            # session, which is the runtime, not the file, and would read as a file left behind
-            "HOME": os.devnull}
-
-
 def _load_in_fork(write_fd: int, request: dict, env: dict) -> None:
     """In a child forked from a preloaded process: the fresh interpreter's `main`."""
     from persistbench.schedule import loadchild
 
     os.environ.update(env)
     loadchild.main({**request, "fd": write_fd})
-
-
-@dataclass
-class Ahead:
-    """A fresh load child started before the static walk ends (`start_ahead`): importing
-    the libraries a load needs while the walk runs, waiting for the loaders."""
-
-    proc: subprocess.Popen
-    read_fd: int  # its events
-    go_fd: int  # one line naming the loaders; closed without it, the load is cancelled
-    scratch: Path
-
-
-def start_ahead(path: Path, trusted: tuple[str, ...] = ()) -> Ahead:
-    """Start the confined load child of `path` now, so that its interpreter's start and
-    imports overlap the static walk; `run_load_stage(ahead=...)` lets it load, `cancel`
-    ends it. It confines itself only once told to load, and reads the file only then."""
-    scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
-    request = {"path": str(Path(path).resolve()), "scratch": str(scratch),
-               "memory_bytes": memory_cap(path), "cpu_s": CPU_S, "trusted": list(trusted)}
-    go_read, go_write = os.pipe()
-    try:
-        proc, read_fd = _start({**request, "await_go": True, "go_fd": go_read},
-                               _env(scratch), (go_read,))
-    except BaseException:
-        os.close(go_write)
-        shutil.rmtree(scratch, ignore_errors=True)
-        raise
-    finally:
-        os.close(go_read)
-    return Ahead(proc, read_fd, go_write, scratch)
-
-
-def cancel(ahead: Ahead) -> None:
-    """End a child started ahead that will not load: it never opened the file."""
-    os.close(ahead.go_fd)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(ahead.proc.pid, signal.SIGKILL)
-    ahead.proc.communicate()
-    os.close(ahead.read_fd)
-    shutil.rmtree(ahead.scratch, ignore_errors=True)
 
 
 def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
@@ -205,10 +145,10 @@ def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int =
             os.close(ahead.go_fd)
             _collect(stage, ahead.proc, ahead.read_fd, started, wall_s, cpu_s)
         elif fork:
-            _forked_load(stage, request, _env(scratch), wall_s, cpu_s)
+            _forked_load(stage, request, child_env(scratch), wall_s, cpu_s)
         else:
             started = time.monotonic()
-            proc, read_fd = _start(request, _env(scratch))
+            proc, read_fd = start_child(request, child_env(scratch))
             _collect(stage, proc, read_fd, started, wall_s, cpu_s)
         stage.written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
     finally:
@@ -236,24 +176,6 @@ def _end(stage: LoadStage, events: list[dict], returncode: int | None, timed_out
                                              timed_out, cpu_s, wall_s)
     if stage.ending == "crashed" and stderr:
         stage.detail += ": " + stderr.strip()[-300:]
-
-
-def _start(request: dict, env: dict, keep: tuple[int, ...] = ()) -> tuple[subprocess.Popen,
-                                                                          int]:
-    """A fresh interpreter running `loadchild`; (it, the read end of its event pipe)."""
-    read_fd, write_fd = os.pipe()
-    try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-m", "persistbench.schedule.loadchild",
-             json.dumps({**request, "fd": write_fd})], stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, pass_fds=(write_fd, *keep),
-            cwd=request["scratch"], env={**os.environ, **env}, start_new_session=True)
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-    return proc, read_fd
 
 
 def _collect(stage: LoadStage, proc: subprocess.Popen, read_fd: int, started: float,
