@@ -64,3 +64,17 @@ def test_one_file_audits_through_the_command_with_its_load_started_ahead(tmp_pat
     assert "load stage (confined" in out and "verdict: clean" in out
     (tmp_path / "not-a-model.pkl").write_bytes(b"garbage")
     assert main(["audit", str(tmp_path / "not-a-model.pkl")]) == 2
+
+
+def test_the_command_starts_its_child_before_importing_numpy():
+    """What the audit's process imports before `start_ahead` delays the child's start."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom persistbench.commands.main import build_parser\n"
+            "build_parser('audit').parse_args(['audit', 'x.pkl'])\n"
+            "import persistbench.schedule.launch\n"
+            "print(sorted(m for m in ('numpy', 'persistbench.audit') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip() == "[]"
