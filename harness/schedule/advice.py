@@ -47,6 +47,7 @@ def model_source(path: Path, data: Path | None, trust: tuple[str, ...],
     from persistbench.schedule.capped import audit_capped
     from persistbench.schedule.confine import unavailable
     from persistbench.schedule.detonate import add_load_stage
+    from persistbench.schedule.launch import cancel, start_ahead
 
     if not Path(path).is_file():
         raise UsageError(f"{path}: no such model file")
@@ -60,9 +61,15 @@ def model_source(path: Path, data: Path | None, trust: tuple[str, ...],
         print(f"persistbench: warning: {reason}; loading {path} unconfined (--unconfined)",
               file=sys.stderr)
     started = time.monotonic()
-    report = admit(Path(path), trust, audit_capped)
+    early = None if reason else start_ahead(Path(path), trust)  # imports during the walk
+    try:
+        report = admit(Path(path), trust, audit_capped)
+    except BaseException:
+        if early:
+            cancel(early)
+        raise
     if not reason:
-        add_load_stage(report, trust, started)
+        add_load_stage(report, trust, started, ahead=early)
         if report.findings:
             raise Refused(f"{render(report)}\nrefused: {path} is not loaded any further: "
                           "its confined load attempted what a model file never needs")

@@ -13,13 +13,13 @@ allow-list as the static walk's, so a name the walk missed is flagged here.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
 import shutil
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -27,13 +27,18 @@ from pathlib import Path
 
 from persistbench.audit import AuditReport, Finding
 from persistbench.audit.policy import VALUE, classify, resolve, shape_judged
+from persistbench.schedule.launch import (
+    CPU_S,
+    Ahead,
+    cancel,
+    child_env,
+    memory_cap,
+    start_child,
+)
 
 WALL_S = 15.0
 TOTAL_S = 28.0  # both stages of one audit end within this
 MIN_LOAD_S = 2.0  # less than this left for the load stage: a finding, not a hurried load
-CPU_S = 15
-BASE_MEMORY = 1 << 30  # the interpreter, numpy and scikit-learn map about 600 MB
-FORK_ROOM = 512 << 20  # what a forked load may map beyond its parent, before the file's share
 # A joblib file is a pickle too: pickle.load reads it up to the first array's bytes (where a
 # crafted file can put opcodes that only pickle.load runs), then stops, cheaply.
 LOADERS = {"pickle": ("pickle.load", "joblib.load"), "cloudpickle": ("pickle.load",),
@@ -65,17 +70,6 @@ class LoadStage:
                 "outcomes": self.outcomes, "ending": self.ending, "detail": self.detail,
                 "written": self.written, "peak_bytes": self.peak_bytes,
                 "seconds": round(self.seconds, 3)}
-
-
-def memory_cap(path: Path, fork: bool = False) -> int:
-    """Room for the libraries and a few times the file: more than a benign load needs,
-    little enough that a bomb stops at about 1 GiB for a small file. A forked child starts
-    with this process's address space, its libraries already mapped: the room is added."""
-    import psutil
-
-    size = Path(path).stat().st_size
-    base = psutil.Process().memory_info().vms + FORK_ROOM if fork else BASE_MEMORY
-    return min(base + 4 * size, base + int(0.8 * psutil.virtual_memory().total))
 
 
 def _parse(lines: list[bytes], events: list[dict]) -> None:
@@ -121,14 +115,6 @@ def _ending(returncode: int, timed_out: bool, cpu_s: int, wall_s: float) -> tupl
     return "crashed", f"the loading process died of {name}"
 
 
-def _env(scratch: Path) -> dict[str, str]:
-    return {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-            "TMPDIR": str(scratch),
-            # a home nothing can be created in: onnxruntime makes ~/.cache/Microsoft at every
-            # session, which is the runtime, not the file, and would read as a file left behind
-            "HOME": os.devnull}
-
-
 def _load_in_fork(write_fd: int, request: dict, env: dict) -> None:
     """In a child forked from a preloaded process: the fresh interpreter's `main`."""
     from persistbench.schedule import loadchild
@@ -139,22 +125,31 @@ def _load_in_fork(write_fd: int, request: dict, env: dict) -> None:
 
 def run_load_stage(path: Path, fmt: str, *, wall_s: float = WALL_S, cpu_s: int = CPU_S,
                    memory_bytes: int | None = None, fork: bool = False,
-                   trusted: tuple[str, ...] = ()) -> LoadStage:
+                   trusted: tuple[str, ...] = (), ahead: Ahead | None = None) -> LoadStage:
     """Load `path` as `fmt` in a confined child; never raises for the file. `fork`: a
-    fork of this (preloaded, single-threaded) process, else a fresh interpreter.
+    fork of this (preloaded, single-threaded) process, else a fresh interpreter, or the
+    one `ahead` started already (with the caps and trusted packages given to it).
     `trusted` (the user's `--trust`) are imported before confinement, like the loader's
     library: a trusted package loading its own native library is not the file's doing."""
     stage = LoadStage(LOADERS[fmt])
-    scratch = Path(tempfile.mkdtemp(prefix="persistbench-load-"))
-    request = {"path": str(Path(path).resolve()), "loaders": list(stage.loaders),
-               "scratch": str(scratch),
+    go = {"loaders": list(stage.loaders), "cloudpickle": fmt == "cloudpickle"}
+    scratch = ahead.scratch if ahead else Path(tempfile.mkdtemp(prefix="persistbench-load-"))
+    request = {"path": str(Path(path).resolve()), "scratch": str(scratch),
                "memory_bytes": memory_bytes or memory_cap(path, fork), "cpu_s": cpu_s,
-               "cloudpickle": fmt == "cloudpickle", "trusted": list(trusted)}
+               "trusted": list(trusted), **go}
     try:
-        if fork:
-            _forked_load(stage, request, _env(scratch), wall_s, cpu_s)
+        if ahead:
+            started = time.monotonic()
+            with contextlib.suppress(BrokenPipeError):  # a child that died: its status says
+                os.write(ahead.go_fd, (json.dumps(go) + "\n").encode())
+            os.close(ahead.go_fd)
+            _collect(stage, ahead.proc, ahead.read_fd, started, wall_s, cpu_s)
+        elif fork:
+            _forked_load(stage, request, child_env(scratch), wall_s, cpu_s)
         else:
-            _fresh_load(stage, request, _env(scratch), wall_s, cpu_s)
+            started = time.monotonic()
+            proc, read_fd = start_child(request, child_env(scratch))
+            _collect(stage, proc, read_fd, started, wall_s, cpu_s)
         stage.written = sorted(str(p.relative_to(scratch)) for p in scratch.rglob("*"))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
@@ -183,19 +178,10 @@ def _end(stage: LoadStage, events: list[dict], returncode: int | None, timed_out
         stage.detail += ": " + stderr.strip()[-300:]
 
 
-def _fresh_load(stage: LoadStage, request: dict, env: dict, wall_s: float,
-                cpu_s: int) -> None:
-    read_fd, write_fd = os.pipe()
-    request = {**request, "fd": write_fd}
-    scratch = request["scratch"]
-    started = time.monotonic()
+def _collect(stage: LoadStage, proc: subprocess.Popen, read_fd: int, started: float,
+             wall_s: float, cpu_s: int) -> None:
+    """The child's events until it ends or `wall_s` from `started` passes, then its end."""
     try:
-        proc = subprocess.Popen(
-            [sys.executable, "-I", "-B", "-m", "persistbench.schedule.loadchild",
-             json.dumps(request)], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE, pass_fds=(write_fd,), cwd=scratch,
-            env={**os.environ, **env}, start_new_session=True)
-        os.close(write_fd)
         try:
             events, timed_out = _events(read_fd, started + wall_s)
         finally:
@@ -284,26 +270,32 @@ def summary(stage: LoadStage) -> str:
 
 
 def add_load_stage(report: AuditReport, trusted: tuple[str, ...] = (),
-                   started: float | None = None, fork: bool = False) -> LoadStage | None:
+                   started: float | None = None, fork: bool = False,
+                   ahead: Ahead | None = None) -> LoadStage | None:
     """Run the load stage for an audited file and fold its findings into the report.
 
     Skipped when the static walk already stopped at one of its budgets (the file is
-    flagged, and a bomb should not get a second go) or the format has no loader here.
+    flagged, and a bomb should not get a second go) or the format has no loader here;
+    a child started `ahead` is then cancelled before it reads anything.
     `started` (monotonic): when the static stage began; both end within `TOTAL_S`."""
+    skipped = None
     if report.format not in LOADERS:
-        report.notes.append(f"load stage: no loader for {report.format} files")
-        return None
-    if any(f.kind in ("budget", "audit-error") for f in report.findings):
-        report.notes.append("load stage: skipped, the static walk stopped at a budget")
-        return None
+        skipped = f"load stage: no loader for {report.format} files"
+    elif any(f.kind in ("budget", "audit-error") for f in report.findings):
+        skipped = "load stage: skipped, the static walk stopped at a budget"
     left = TOTAL_S - (time.monotonic() - started) if started is not None else WALL_S
-    if left < MIN_LOAD_S:
+    if skipped is None and left < MIN_LOAD_S:
         report.findings.append(Finding("budget", "load stage", "the static walk took the "
                                        f"audit's {TOTAL_S:g} s: no time left to load it"))
-        return None
-    stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left),
-                           fork=fork, trusted=trusted)
-    report.details["load_stage"] = stage.to_json()
-    report.notes.append(summary(stage))
-    report.findings += findings(stage, report, trusted)
-    return stage
+    elif skipped is None:
+        stage = run_load_stage(Path(report.path), report.format, wall_s=min(WALL_S, left),
+                               fork=fork, trusted=trusted, ahead=ahead)
+        report.details["load_stage"] = stage.to_json()
+        report.notes.append(summary(stage))
+        report.findings += findings(stage, report, trusted)
+        return stage
+    else:
+        report.notes.append(skipped)
+    if ahead:
+        cancel(ahead)
+    return None

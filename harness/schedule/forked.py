@@ -54,10 +54,15 @@ def preload(names: tuple[str, ...] = PRELOAD) -> None:
             continue  # an optional library: the stage imports it, or reports it missing
 
 
+def single_threaded() -> bool:
+    """Whether this process may fork a stage at all: POSIX and one thread."""
+    return hasattr(os, "fork") and threading.active_count() == 1
+
+
 def can_fork() -> bool:
-    """Whether stages may be forked from this process: POSIX, one thread, libraries in."""
-    return (hasattr(os, "fork") and threading.active_count() == 1
-            and all(name in sys.modules for name in ("numpy", "joblib", "sklearn")))
+    """Whether stages may be forked from this process: one thread, libraries in."""
+    return single_threaded() and all(name in sys.modules
+                                     for name in ("numpy", "joblib", "sklearn"))
 
 
 def _child(target: Callable[..., None], args: tuple, write_fd: int, err_fd: int) -> None:
