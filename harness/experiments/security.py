@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from persistbench.experiments import Cell, StepContext
+from persistbench.measure.opens import opens_for_writing
 from persistbench.sources.formats import FORMATS, describe_exception
 
 NAME = "security"
@@ -40,7 +41,6 @@ EVENTS = ("pickle.find_class", "exec", "compile", "code.__new__", "function.__ne
           "os.system", "subprocess.Popen", "os.posix_spawn", "os.spawn", "os.exec", "os.fork",
           "os.forkpty", "pty.spawn", "ctypes.dlopen", "socket.connect", "os.remove",
           "os.rename", "shutil.rmtree", "open")
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
 
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
@@ -228,20 +228,13 @@ class EventLog:
     def hook(self, event: str, args: tuple) -> None:
         if not self.recording or not event.startswith(EVENTS):
             return
-        if event == "open" and not _writes(args):
+        if event == "open" and not opens_for_writing(args):
             return
         if event == "pickle.find_class":
             self.imports.append(f"{args[0]}.{args[1]}")
         if len(self.events) < MAX_EVENTS:
             self.events.append({"event": event, "detail": _detail(args)})
 
-
-def _writes(args: tuple) -> bool:
-    mode = args[1] if len(args) > 1 else None
-    flags = args[2] if len(args) > 2 else 0
-    if isinstance(mode, str):
-        return any(c in mode for c in "wax+")
-    return isinstance(flags, int) and bool(flags & WRITE_FLAGS)
 
 
 def _detail(args: tuple) -> str:

@@ -15,7 +15,8 @@ import json
 import os
 import sys
 
-WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+from persistbench.measure.opens import opens_for_writing
+
 # Audit events that are attempts to act beyond loading (prefixes).
 ATTEMPTS = ("os.system", "os.exec", "os.spawn", "os.posix_spawn", "os.fork", "os.forkpty",
             "pty.spawn", "subprocess.Popen", "socket.", "os.remove", "os.rename", "os.rmdir",
@@ -51,13 +52,6 @@ def _text(value) -> str:
     return text[:TEXT_LIMIT]
 
 
-def _writes(args: tuple) -> bool:
-    mode = args[1] if len(args) > 1 else None
-    flags = args[2] if len(args) > 2 else 0
-    if isinstance(mode, str):
-        return any(c in mode for c in "wax+")
-    return isinstance(flags, int) and bool(flags & WRITE_FLAGS)
-
 
 def make_hook(pipe: Pipe, cloudpickle_ok: bool):
     """The audit hook; `cloudpickle_ok`: functions shipped as code are the format's nature
@@ -67,7 +61,7 @@ def make_hook(pipe: Pipe, cloudpickle_ok: bool):
         if event == "pickle.find_class":
             pipe.send(resolved=f"{_text(args[0])}:{_text(args[1])}")
         elif event == "open":
-            if _writes(args) and args[0] != "/dev/null":
+            if opens_for_writing(args) and args[0] != "/dev/null":
                 pipe.send(attempt="open for writing", detail=_text(args[0]))
         elif event.startswith(ATTEMPTS):
             if cloudpickle_ok and event in ("code.__new__", "function.__new__"):
