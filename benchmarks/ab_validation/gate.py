@@ -68,9 +68,15 @@ def main() -> None:
         a, b = runs[i], runs[j]
         comp = compare(a, b)
         unstable = [f"{r.cell_id} {r.key}" for r in comp.rows if r.verdict == "unstable"]
+        every = compare(a, b, every_measure=True)
+        predicts = [r for r in every.rows if r.key == "first_predict_s"]
         line = (f"runs {i + 1},{j + 1}: gate {'fails' if comp.regressions() else 'passes'}"
                 f" ({len(comp.flagged())} flagged of {len(comp.rows)}; "
-                f"{len(unstable)} unstable)")
+                f"{len(unstable)} unstable); with --all "
+                f"{'fails' if every.regressions() else 'passes'} "
+                f"({len(every.flagged())} flagged of {len(every.rows)}, first_predict_s "
+                f"unstable on {sum(r.verdict == 'unstable' for r in predicts)}/{len(predicts)}"
+                f" cells)")
         for factor in factors:
             planted = compare(a, scaled(b, args.format, factor))
             touched = [r for r in planted.rows if r.key in LOADS
@@ -82,6 +88,8 @@ def main() -> None:
         print(line, flush=True)
         for flag in comp.regressions():
             print(f"    false alarm: {flag}")
+        for flag in every.regressions():
+            print(f"    false alarm with --all: {flag}")
         for name in unstable:
             print(f"    unstable: {name}")
 
