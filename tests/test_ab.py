@@ -230,3 +230,29 @@ def test_a_session_with_the_same_interpreter_on_both_sides(tmp_path):
     assert data["run"]["ab"]["sides"]["a"]["versions"]["scikit-learn"]
     assert code in (0, 1)  # the same interpreter: a flag here would be a false alarm
     assert not analyse(data).flagged()
+
+
+def test_a_warm_time_is_judged_by_its_cpu_time_when_recorded():
+    """Known answer: B's loads run 1.05x A's in CPU time every step, and in wall time B's
+    steps also waited for the CPU a random 0-3x as long as they ran (a busy machine, one
+    side's step unlucky): by wall time the rounds scatter and the change hides; by CPU time
+    every round reads log(1.05) and it is flagged. The cold load stays judged by its wall
+    time."""
+    rng = np.random.default_rng(7)
+    data = _results({})
+    for cell in data["cells"]:
+        for pair in cell["pairs"]:
+            for side, factor in (("a", 1.0), ("b", 1.05)):
+                cpu = [[1e-3 * factor] * 5 for _ in range(4)]
+                pair[side]["load_cpu_s"] = cpu
+                pair[side]["load_s"] = [[v * (1 + rng.uniform(0, 3)) for v in series]
+                                        for series in cpu]
+    comp = analyse(data)
+    loads = [r for r in comp.rows if r.key == "load_s"]
+    assert loads and all(r.verdict == "worse" and "CPU time" in r.note for r in loads)
+    assert all(r.ratio == pytest.approx(1.05) for r in loads)
+    for pair in data["cells"][0]["pairs"]:  # one pair without the twin: wall time judged
+        del pair["b"]["load_cpu_s"]
+    row = next(r for r in analyse(data).rows if r.key == "load_s"
+               and r.cell_id == data["cells"][0]["cell_id"])
+    assert "CPU time" not in row.note

@@ -17,6 +17,7 @@ import pytest
 
 from persistbench.report.compare import Comparison, compare, measures
 from persistbench.report.compare_output import smallest_flaggable
+from persistbench.results.vocabulary import cpu_key
 
 LOAD = "roundtrip/kneighbors/small/pickle-p5"
 SIZE = "roundtrip/kneighbors/small/skops"
@@ -38,6 +39,10 @@ def _set_passes(cell: dict, key: str, passes: list[list[float]]) -> None:
     cell[key] = {"min": pooled[0], "median": med, "max": pooled[-1], "n": len(pooled),
                  "samples": pooled, "passes": passes}
     cell[f"{key}_samples"] = pooled
+    # The planted figures are wall times only: without the CPU times of the same runs
+    # beside them, compare judges them by wall time.
+    cell.pop(cpu_key(key), None)
+    cell.pop(f"{cpu_key(key)}_samples", None)
 
 
 def _passes(base: float, factor: float = 1.0, jitter: float = 0.02) -> list[list[float]]:

@@ -113,3 +113,53 @@ def test_power_statement_follows_the_spreads():
     assert f"{k} passes a side at --threshold 0" in load
     dump = next(line for line in lines if "dump_s" in line)
     assert "unreachable by more passes" in dump and "persistbench ab" in dump
+
+
+def _with_cpu(data: dict, wait: float, cpu_factor: dict[str, float] | None = None,
+              seed: int = 0) -> dict:
+    """Each cell's load_s given a CPU twin (its samples), and its wall samples made to wait
+    for the CPU: each pass x(1 + a random 0..wait), the same for every sample of a pass, as a
+    busy loop on the core a pass ran on does."""
+    rng = np.random.default_rng(seed)
+    for cell in data["cells"]:
+        factor = (cpu_factor or {}).get(cell["cell_id"], 1.0)
+        cpu = [[v * factor for v in p] for p in cell["load_s"]["passes"]]
+        cell["load_cpu_s"] = _timing(cpu)
+        cell["load_s"] = _timing([[v * (1 + rng.uniform(0, wait)) for v in p] for p in cpu])
+    return data
+
+
+def test_warm_loads_are_judged_by_cpu_time_so_waiting_for_the_cpu_is_not_a_regression():
+    """Known answer: in run B every pass of every cell waited for the CPU 0-2x as long as it
+    ran (wall time up to 3x), its CPU time unchanged, except one cell whose CPU time is
+    1.5x. By wall time the waits scatter the cells and the 1.5x hides among them; by CPU
+    time (the control recorded beside each timing) it is the only change."""
+    a = _with_cpu(_run(1), 0.0)
+    target = CELLS[3]
+    b = _with_cpu(_run(2), 2.0, {target: 1.5}, seed=3)
+    comp = compare(a, b, threshold_pct=10)
+    loads = {r.cell_id: r for r in comp.rows if r.key == "load_s"}
+    assert loads[target].verdict == "worse" and "CPU time" in loads[target].note
+    assert [f.split()[0] for f in comp.regressions()] == [target]
+    assert not any(r.key.endswith("_cpu_s") for r in comp.rows)  # controls are not listed
+    for cell in b["cells"]:  # without the control the waits are all the gate sees
+        del cell["load_cpu_s"]
+    wall = {r.cell_id: r for r in compare(a, b, threshold_pct=10).rows if r.key == "load_s"}
+    assert wall[target].verdict != "worse" and "CPU time" not in wall[target].note
+
+
+def test_a_file_size_that_differs_between_passes_of_one_run_is_unstable_not_a_change():
+    """Known answer: one cell's file is 43,494 or 43,505 bytes, whichever a pass draws (as
+    kneighbors' ONNX file here): shown as unstable, never failing the gate; a size that is
+    the same in every pass of each run and differs between the runs is still flagged."""
+    a, b = _run(1), _run(2)
+    for data, drawn in ((a, [43494, 43505, 43494]), (b, [43505, 43505, 43505])):
+        data["cells"][0]["file_bytes"] = drawn[0]
+        data["cells"][0]["file_bytes_passes"] = [[v] for v in drawn]
+        data["cells"][1]["file_bytes_passes"] = [[data["cells"][1]["file_bytes"]]] * 3
+    b["cells"][1]["file_bytes"] += 10
+    b["cells"][1]["file_bytes_passes"] = [[b["cells"][1]["file_bytes"]]] * 3
+    comp = compare(a, b)
+    assert _row(comp, CELLS[0], "file_bytes").verdict == "unstable"
+    assert _row(comp, CELLS[1], "file_bytes").verdict == "worse"
+    assert [f.split()[0] for f in comp.regressions()] == [CELLS[1]]

@@ -104,3 +104,22 @@ def test_a_recorded_protocol_wins_and_an_older_file_reads_as_what_it_was():
     assert set(MEASURE_PROTOCOLS.values()) <= set(PROTOCOLS)
     for proto in PROTOCOLS.values():
         assert proto.name in proto.describe()
+
+
+def test_each_sample_records_its_cpu_time_which_leaves_waiting_out():
+    """Known answer: a run that sleeps 20 ms waits and uses next to no CPU; a run that
+    spins until 20 ms have passed on the thread's CPU clock uses 20 ms of it, however long
+    the machine makes it wait."""
+    slept = sample(WARM_REPEATED, lambda: time.sleep(SLEEP_S), repeat=3, budget_s=60.0)
+    assert len(slept.cpu) == len(slept.samples) == 3
+    assert all(c < SLEEP_S / 4 <= SLEEP_S <= s
+               for c, s in zip(slept.cpu, slept.samples, strict=True))
+
+    def spin():
+        until = time.thread_time() + SLEEP_S
+        while time.thread_time() < until:
+            pass
+
+    spun = sample(WARM_REPEATED, spin, repeat=3, budget_s=60.0)
+    assert all(SLEEP_S <= c < SLEEP_S * 1.5 and c <= s * 1.01
+               for c, s in zip(spun.cpu, spun.samples, strict=True))

@@ -3,9 +3,10 @@
 Independent of `persistbench ab`'s machinery: the zoo models are dumped with plain
 pickle/joblib calls, and two plain interpreters (one per environment, not forked from any
 server) load each file in a loop, `open` + `pickle.load` or `joblib.load` timed with
-perf_counter and nothing in between, the two taking turns in a random order, over several
-fresh pairs of interpreters. The figure is the median over turns of log(B / A) of the turn's
-median load: what the A/B should find.
+perf_counter (and the thread's CPU time, read outside that pair) and nothing in between,
+the two taking turns in a random order, over several fresh pairs of interpreters. The figure
+is the median over turns of log(B / A) of the turn's median load, by wall and by CPU time:
+what the A/B should find.
 
     python -m benchmarks.ab_validation.check_pace --factor 0.05 [--processes 6] [--turns 10]
 """
@@ -42,13 +43,16 @@ for line in sys.stdin:
     n = int(line)
     out = {}
     for name, (kind, path) in files.items():
-        times = []
+        times, cpus = [], []
         for _ in range(n):
+            cpu = time.thread_time()
             start = time.perf_counter()
             load(kind, path)
             times.append(time.perf_counter() - start)
+            cpus.append(time.thread_time() - cpu)
         times.sort()
-        out[name] = times[len(times) // 2]
+        cpus.sort()
+        out[name] = [times[len(times) // 2], cpus[len(cpus) // 2]]
     print(json.dumps(out), flush=True)
 """
 
@@ -77,8 +81,9 @@ def dump_files(directory: Path) -> dict[str, tuple[str, str]]:
 
 
 def _turns(a: Path, b: Path, files: dict, turns: int, loads: int,
-           logs: dict[str, list[float]]) -> None:
-    """One fresh interpreter per side, taking turns; log(B/A) of each turn's medians."""
+           logs: dict[str, list[list[float]]]) -> None:
+    """One fresh interpreter per side, taking turns; log(B/A) of each turn's medians (wall,
+    CPU)."""
     procs = {side: subprocess.Popen([str(python), "-I", "-c", WORKER, json.dumps(files)],
                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
              for side, python in (("a", a), ("b", b))}
@@ -93,7 +98,8 @@ def _turns(a: Path, b: Path, files: dict, turns: int, loads: int,
                 procs[side].stdin.flush()
                 got[side] = json.loads(procs[side].stdout.readline())
             for name in files:
-                logs[name].append(math.log(got["b"][name] / got["a"][name]))
+                logs[name].append([math.log(b / a) for a, b in
+                                   zip(got["a"][name], got["b"][name], strict=True)])
     finally:
         for proc in procs.values():
             proc.stdin.close()
@@ -106,10 +112,10 @@ def measure(a: Path, b: Path, files: dict, processes: int, turns: int,
 
     A process's timings move together (memory layout), so the turns are spread over
     `processes` fresh pairs of interpreters, one pair after the other."""
-    logs: dict[str, list[float]] = {name: [] for name in files}
+    logs: dict[str, list[list[float]]] = {name: [] for name in files}
     for _ in range(processes):
         _turns(a, b, files, turns, loads, logs)
-    return {name: float(np.median(values)) for name, values in logs.items()}
+    return {name: np.median(np.asarray(values), axis=0) for name, values in logs.items()}
 
 
 def main() -> None:
@@ -126,10 +132,10 @@ def main() -> None:
         (root / "files").mkdir()
         files = dump_files(root / "files")
         found = measure(a, b, files, args.processes, args.turns, args.loads)
-    for name, log in found.items():
-        print(f"{name:28s} B/A {math.exp(log):.4f}")
-    print(f"median B/A {math.exp(float(np.median(list(found.values())))):.4f} "
-          f"(pace {args.factor:g})")
+    for name, (wall, cpu) in found.items():
+        print(f"{name:28s} B/A wall {math.exp(wall):.4f}  CPU {math.exp(cpu):.4f}")
+    overall = np.exp(np.median(np.asarray(list(found.values())), axis=0))
+    print(f"median B/A wall {overall[0]:.4f}, CPU {overall[1]:.4f} (pace {args.factor:g})")
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ def rule_lines(comp: ABComparison) -> list[str]:
         f"alpha {comp.alpha:g} across the {comp.tested} measures tested and the interval lies "
         f"beyond it. Fewer than {MIN_PAIRS} pairs: inconclusive, never a failure.",
         "File sizes are deterministic: any change is flagged.",
+        *(["Warm loads and dumps are judged by the CPU time of each run (recorded beside its "
+           "wall time: waiting for the CPU is the machine's, not the code's); cold loads by "
+           "wall time."] if any(r.note.startswith("CPU time") for r in comp.rows) else []),
     ]
 
 

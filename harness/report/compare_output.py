@@ -6,7 +6,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from persistbench.report.compare import MEMORY_FLOOR_BYTES, METHOD_DIFFERS, Comparison, Row
+from persistbench.report.compare import (
+    CPU_JUDGED,
+    MEMORY_FLOOR_BYTES,
+    METHOD_DIFFERS,
+    Comparison,
+    Row,
+)
 
 
 def short_cell(cell_id: str) -> str:
@@ -41,6 +47,10 @@ def rule_text(comp: Comparison) -> list[str]:
         "to match). Inside both bounds: same; otherwise, or with fewer than 2 passes a "
         "side: inconclusive, which never fails the gate.",
         "File sizes and fidelity scores are deterministic: any change is flagged.",
+        *(["Warm loads and dumps (" + ", ".join(CPU_JUDGED) + ") are judged by the CPU time of "
+           "their runs, recorded beside the wall time in the same process (time spent waiting "
+           "for the CPU is the machine's, not the code's); cold loads by wall time."]
+          if any(r.note.startswith("CPU time") for r in comp.rows) else []),
     ]
 
 

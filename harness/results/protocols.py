@@ -136,6 +136,9 @@ MEASURE_PROTOCOLS: dict[str, str] = {
     "dump_peak_rss_bytes": ISOLATED_PEAK_MEMORY.name,
     "load_peak_rss_bytes": ISOLATED_PEAK_MEMORY.name,
 }
+# A timing's CPU time is taken over the same runs, so under the same protocol.
+MEASURE_PROTOCOLS.update({key.removesuffix("_s") + "_cpu_s": MEASURE_PROTOCOLS[key]
+                          for key in ("dump_s", "load_s", "load_cold_s", "first_predict_s")})
 # What a cell without `protocols` (an older harness's) was measured under: the same, except
 # that its in-process samples each followed a collection and a trim.
 UNRECORDED_PROTOCOLS: dict[str, str] = {

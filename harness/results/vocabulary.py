@@ -24,6 +24,14 @@ SERIALIZERS = ("joblib", "cloudpickle", "skops", "skl2onnx", "onnx", "onnxruntim
 REPORTED_LIBRARIES = ("scikit-learn", "numpy", "scipy", *SERIALIZERS)
 
 
+def cpu_key(key: str) -> str:
+    """Where a timing's CPU time of the same runs is kept: `load_s` -> `load_cpu_s`.
+
+    The wall time is the figure a user waits for; the CPU time beside it is the control
+    that tells a slower run of the code from a run that waited for the CPU."""
+    return key.removesuffix("_s") + "_cpu_s"
+
+
 def outcome_label(cell: dict) -> str:
     """The outcome of a measured cell; a cell without one (it could not be measured) is
     named by its status in brackets (`[unsupported]`, `[error]`), so it is never mistaken
