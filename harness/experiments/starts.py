@@ -38,7 +38,7 @@ from typing import Any
 
 from persistbench.experiments.serving import (
     FORMAT_MODULES,
-    first_use,
+    first_use_in_worker,
     load_input,
     server_environment,
 )
@@ -120,7 +120,7 @@ def _leaves(node: dict) -> list[dict]:
 def _serve_leaf(leaf: dict, out: str, path: list[str]) -> None:
     started = time.perf_counter()
     X = load_input(Path(leaf["rows"]))
-    served, _ = first_use(leaf["format"], Path(leaf["model"]), X)
+    served = first_use_in_worker(leaf["format"], Path(leaf["model"]), X)
     _write(out, {"leaf": leaf["cell_id"], "path": path, **served,
                  "total_s": time.perf_counter() - started})
 

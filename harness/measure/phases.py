@@ -27,7 +27,7 @@ CLEAR_REFS = "/proc/self/clear_refs"
 STATUS = "/proc/self/status"
 
 
-def _status_bytes(field: str) -> int:
+def status_bytes(field: str) -> int:
     with open(STATUS) as fh:
         for line in fh:
             if line.startswith(field):
@@ -156,7 +156,7 @@ def measure_phase(fn: Callable[[], Any], release: bool = True) -> Phase:
         value = fn()
     finally:
         seconds = time.perf_counter() - start
-        high = _status_bytes("VmHWM:") if sampler is None else sampler.finish()
+        high = status_bytes("VmHWM:") if sampler is None else sampler.finish()
     return Phase(seconds=seconds, peak_rss_bytes=max(0, high - before), value=value,
                  rss_delta_bytes=rss_bytes() - before)
 
