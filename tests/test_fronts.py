@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -64,6 +65,17 @@ def test_dumped_skips_what_the_format_cannot_do(quick_results):
         fronts.dumped("custom_code", "small", "skops")
     path, prepared = fronts.dumped("logreg", "small", "skops")
     assert path.stat().st_size > 0 and prepared["skops_untrusted_types"] == []
+
+
+def test_the_fronts_sample_with_the_profile_s_stopping_rule(quick_results):
+    quick = fronts.grid("quick")
+    assert quick.precision == PROFILES["quick"]["precision"]
+    assert quick.budget_s == PROFILES["quick"]["budget_s"]
+    fixed = dataclasses.replace(quick, precision=None, repeat=7, budget_s=60.0)
+    assert len(fronts.sampled("load_s", "logreg", "small", "pickle-p5", fixed).samples) == 7
+    # Any interval is tight enough: the rule stops at the 6 samples an interval needs.
+    loose = dataclasses.replace(quick, precision=1000.0, budget_s=60.0)
+    assert len(fronts.sampled("load_s", "logreg", "small", "pickle-p5", loose).samples) == 6
 
 
 def test_check_record_sorts_failures():
