@@ -2,12 +2,12 @@
 its samples. Every timing the harness records names one of these.
 
 A figure means what its protocol says. The same load timed with a collection before each
-sample, in a fresh interpreter, or in a loop with nothing in between gives figures up to 13×
+sample, in a fresh interpreter, or in a loop with nothing in between gives figures up to 50×
 apart (logreg pickle-p5 here: 14 µs repeated, 177 µs after `gc.collect()`, 92 µs first in a
-fresh interpreter). So what runs between samples is part of a protocol's definition, chosen
-because the situation has it, never for the harness's convenience: peak memory needs the
-allocator trimmed before each sample, so it is taken in samples of its own
-(`isolated-peak-memory`), never in the timing samples.
+fresh interpreter, about 700 µs as the first act of a forked worker). So what runs between
+samples is part of a protocol's definition, chosen because the situation has it, never for
+the harness's convenience: peak memory needs the allocator trimmed before each sample, so it
+is taken in samples of its own (`isolated-peak-memory`), never in the timing samples.
 
 The definitions live here, below every room, so the report names the protocol of a column
 without importing the code that runs it (`persistbench.measure.sampling`), and a results file
@@ -51,12 +51,13 @@ WARM_REPEATED = Protocol(
     2, 0.01)
 FIRST_IN_PROCESS = Protocol(
     "first-in-process",
-    "the first time a worker forked from a parent that imported every library (a prefork "
-    "server: gunicorn --preload, celery, a multiprocessing pool) does this with this file; "
-    "its first writes to memory it shares with that parent are copy-on-write faults, which "
-    "a process that imported the libraries itself does not pay (up to 2-5x a sub-millisecond "
-    "load here)",
-    "a child of the harness forked from its preloaded forkserver (one sample per process)",
+    "a prefork server's worker (gunicorn --preload, uvicorn --workers, a multiprocessing "
+    "pool) whose first act is this run: its parent imported every library, read its input "
+    "and froze its collector (gc.freeze) before forking; each page the run writes that it "
+    "shares with the parent is a copy-on-write fault, counted (most of a sub-millisecond "
+    "load's figure here: logreg small pickle-p5 about 0.7 ms against about 0.1 ms in a "
+    "process that imported the libraries itself)",
+    "a worker forked for this one run from the cell's child (one sample per worker)",
     (), 0)
 COLD_PAGE_CACHE = Protocol(
     "cold-page-cache",
@@ -68,24 +69,27 @@ COLD_PAGE_CACHE = Protocol(
     0)
 FIRST_LOAD_FRESH_PROCESS = Protocol(
     "first-load-fresh-process",
-    "a server's start: a new interpreter imports only the modules the file needs, then a "
-    "fork of it (a prefork server's worker) loads the file once and predicts one row",
+    "a prefork server's start: a new interpreter imports only the modules the file needs "
+    "and reads its input row, then a worker forked from it loads the file as its first act "
+    "and predicts one row (copy-on-write faults counted, as in `first-in-process`)",
     "one new interpreter per start for all cells, forked where the cells' import lists part "
     "(`persistbench.experiments.starts`): imports are summed along a cell's path, each part "
-    "timed once in a process that had imported exactly what precedes it",
+    "timed once in a process that had imported exactly what precedes it; the load in a "
+    "worker forked from the cell's own fork",
     ("a new interpreter",), 0)
 # What sharing one interpreter among the cells assumes; the report prints it.
 START_SHARING_ASSUMES = (
     "Server starts share their imports: one new interpreter per start imports what the "
     "cells' import lists have in common (numpy, then scikit-learn, then the format's "
     "library, then the file's own modules) and forks where they part; each fork imports its "
-    "own next part, and each cell's load and first prediction run in a fork of their own, "
-    "as in a prefork server's worker. This assumes that the interpreter's start-up and each "
-    "shared import cost the same for every cell that shares them. A server that loads in "
-    "the interpreter that did the imports pays no copy-on-write faults; here the two "
-    "differed most for sub-millisecond files, and by how loaded the machine was (logreg "
-    "small pickle-p5: 282-323 µs in the fork, 77-355 µs without it, over four checks at "
-    "load 2-10); loads of several milliseconds agreed within this machine's noise.")
+    "own next part, and each cell's load and first prediction are the first acts of a "
+    "worker forked for them, as in a prefork server. This assumes that the interpreter's "
+    "start-up and each shared import cost the same for every cell that shares them. The "
+    "worker's first writes to pages it shares with its parent are copy-on-write faults; a "
+    "server that loads in the interpreter that did the imports pays none of them, and its "
+    "first load of a small file is several times quicker here (logreg small pickle-p5: "
+    "about 0.1 ms against 0.7 ms; skops: about 0.8 against 3 ms); for loads of tens of "
+    "milliseconds the two agree within this machine's noise.")
 FIRST_PREDICT_AFTER_LOAD = Protocol(
     "first-predict-after-load",
     "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
