@@ -8,7 +8,9 @@ times them in processes of its own, as each protocol's `process` says:
 
   warm-repeated             a fork of an interpreter that imported the libraries: 2 loads,
                             more until 10 ms, then samples; nothing between samples
-  first-in-process          the interpreter reads the input row, reviews skops's types,
+  first-in-process          an interpreter that imported every library the harness measures
+                            (numpy, scikit-learn, joblib, cloudpickle, skops.io, onnxruntime,
+                            skl2onnx) reads the input row, reviews skops's types,
                             freezes its collector (gc.freeze) and forks; the fork's first act
                             is the timed load
   first-predict-after-load  load (untimed), then time `predict` of one row
@@ -48,6 +50,7 @@ FORMATS = ("pickle-p5", "skops")
 TOLERANCE = 0.15
 PAGE_SLACK = 16 * 1024
 SAMPLES = 15
+STARTS = 3  # new interpreters per cell and round, as the harness's `--starts 3`
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # (protocol, the harness's key, the script's key)
 FIGURES = (
@@ -59,13 +62,13 @@ FIGURES = (
     ("first-load-fresh-process", "start_load_s", "fresh"),
 )
 
-# An interpreter that imported the libraries reads the row, reviews skops's types, freezes
+# An interpreter that imported every library reads the row, reviews skops's types, freezes
 # its collector and forks; the fork's first act is the first load, then it measures the rest.
 # argv = format, file, rows (.npy), samples. Prints JSON.
 IN_FORK = r'''
 import ctypes, gc, json, os, pickle, sys, time
 import numpy as np
-import sklearn, skops.io as sio
+import cloudpickle, joblib, onnxruntime, skl2onnx, sklearn, skops.io as sio
 from threadpoolctl import threadpool_limits
 threadpool_limits(1)
 fmt, path, rows, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
@@ -210,16 +213,16 @@ def script_cell(key: tuple, files: dict, per: dict) -> None:
     got = child(IN_FORK, key[2], str(path), str(rows), str(SAMPLES))
     for name, value in got.items():
         per[key][name].append(statistics.median(value) if isinstance(value, list) else value)
-    for how in ("fork", "exec"):
-        got = child(FRESH, key[2], str(path), str(rows), ",".join(modules), how)
-        for name, value in got.items():
-            per[key][name].append(value)
+    for how, name, starts in (("fork", "fresh", STARTS), ("exec", "exec", 1)):
+        got = [child(FRESH, key[2], str(path), str(rows), ",".join(modules), how)[name]
+               for _ in range(starts)]
+        per[key][name].append(statistics.median(got))
 
 
 def harness_cell(key: tuple, output: Path) -> Path:
     """One `persistbench run` of one cell (the harness measures, this script reads)."""
     subprocess.run([sys.executable, "-m", "persistbench", "run", "--models", key[0],
-                    "--sizes", key[1], "--formats", key[2], "--starts", "3",
+                    "--sizes", key[1], "--formats", key[2], "--starts", str(STARTS),
                     "--no-calibrate", "--only", "--output", str(output)],
                    check=True, stdout=subprocess.DEVNULL)
     return output

@@ -52,7 +52,9 @@ WARM_REPEATED = Protocol(
 FIRST_IN_PROCESS = Protocol(
     "first-in-process",
     "a prefork server's worker (gunicorn --preload, uvicorn --workers, a multiprocessing "
-    "pool) whose first act is this run: its parent imported every library, read its input "
+    "pool) whose first act is this run: its parent imported every library measured here "
+    "(numpy, scikit-learn's estimators, joblib, cloudpickle, skops.io, onnxruntime, "
+    "skl2onnx), read its input "
     "and froze its collector (gc.freeze) before forking; each page the run writes that it "
     "shares with the parent is a copy-on-write fault, counted (most of a sub-millisecond "
     "load's figure here: logreg small pickle-p5 about 0.7 ms against about 0.1 ms in a "
