@@ -8,7 +8,7 @@ times them in processes of its own, as each protocol's `process` says:
 
   warm-repeated             a fork of an interpreter that imported the libraries: 2 loads,
                             more until 10 ms, then samples; nothing between samples
-  first-in-process          an interpreter that imported every library the harness measures
+  first-in-worker           an interpreter that imported every library the harness measures
                             (numpy, scikit-learn, joblib, cloudpickle, skops.io, onnxruntime,
                             skl2onnx) reads the input row, reviews skops's types,
                             freezes its collector (gc.freeze) and forks; the fork's first act
@@ -55,7 +55,7 @@ THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS
 # (protocol, the harness's key, the script's key)
 FIGURES = (
     ("warm-repeated", "load_s", "warm"),
-    ("first-in-process", "load_first_s", "first"),
+    ("first-in-worker", "load_first_s", "first"),
     ("cold-page-cache", "load_cold_s", "cold"),
     ("first-predict-after-load", "first_predict_s", "predict"),
     ("isolated-peak-memory", "load_peak_rss_bytes", "peak"),

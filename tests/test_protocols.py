@@ -67,7 +67,7 @@ def test_between_runs_outside_the_timing():
     assert max(series.samples) < SLEEP_S
 
 
-def test_first_in_process_is_the_first_act_of_a_fresh_worker_each_time():
+def test_first_in_worker_is_the_first_act_of_a_fresh_worker_each_time():
     cache = Cache()
     phase, then_s = first_in_fork(cache.run, then=lambda _: time.sleep(SLEEP_S))
     assert phase.seconds >= SLEEP_S and then_s >= SLEEP_S  # the worker's cache was cold
@@ -79,7 +79,7 @@ def test_first_in_process_is_the_first_act_of_a_fresh_worker_each_time():
     assert warmed.seconds < SLEEP_S and then_s is None  # a worker inherits its parent's state
 
 
-def test_first_in_process_takes_the_worker_s_peak_and_says_how_it_failed():
+def test_first_in_worker_takes_the_worker_s_peak_and_says_how_it_failed():
     phase, _ = first_in_fork(lambda: bytearray(8 * 2**20))
     assert phase.peak_rss_bytes >= 6 * 2**20 and phase.value is None
 

@@ -86,7 +86,7 @@ def peaks(prefix: str, phases: list[Phase]) -> dict:
 
 
 def first_run(prefix: str, phase: Phase) -> dict:
-    """A worker's first run (`first-in-process`, `sampling.first_in_fork`), with its peak:
+    """A worker's first run (`first-in-worker`, `sampling.first_in_fork`), with its peak:
     nothing ran before it in that worker, so there is nothing to collect or trim."""
     return {f"{prefix}_first_s": phase.seconds,
             f"{prefix}_first_peak_rss_bytes": phase.peak_rss_bytes}
@@ -157,7 +157,8 @@ def dump_step(ctx: StepContext) -> dict:
     return {
         "start_modules": modules_for_loading(fmt.name, est),
         **first, **timing("dump", series, floor_samples), **peaks("dump", memory),
-        **protocols("dump_s", "dump_first_s", "dump_peak_rss_bytes"),
+        **protocols("dump_s", "dump_first_s", "dump_first_peak_rss_bytes",
+                    "dump_peak_rss_bytes"),
         "file_bytes": os.path.getsize(target),
         "format_traits": fmt.traits(),
         **dumps.info,
@@ -303,7 +304,8 @@ def load_step(ctx: StepContext) -> dict:
     out = {**prepared,
            **warm_loads(fmt, path, prepared, X_eval[:1], repeat, budget, precision),
            **cold_loads(fmt, path, prepared, X_eval[:1], repeat, budget, precision),
-           **protocols("load_s", "load_first_s", "load_peak_rss_bytes", "first_predict_s",
+           **protocols("load_s", "load_first_s", "load_first_peak_rss_bytes",
+                       "load_peak_rss_bytes", "first_predict_s",
                        "first_predict_after_first_load_s", "load_cold_s",
                        "load_cold_first_predict_s")}
     if int(ctx.cell.options.get("starts", START_REPEATS)) < 1:

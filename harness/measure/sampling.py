@@ -160,7 +160,7 @@ def _first_phase(run: Callable[[], Any]) -> Phase:
 
 def first_in_fork(run: Callable[[], Any],
                   then: Callable[[Any], Any] | None = None) -> tuple[Phase, float | None]:
-    """`first-in-process`: `run()` as the first act of a worker just forked from this
+    """`first-in-worker`: `run()` as the first act of a worker just forked from this
     process, with its peak memory; then `then(value)` timed in the worker too (the first
     prediction after that first load). Returns the run's phase (its value stays in the
     worker) and `then`'s seconds.
@@ -205,8 +205,8 @@ def first_in_fork(run: Callable[[], Any],
     if not text:
         why = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"status {os.WEXITSTATUS(status)}")
-        raise RuntimeError(f"the first-in-process worker died of {why} before it reported")
+        raise RuntimeError(f"the worker (first-in-worker) died of {why} before it reported")
     got = json.loads(text)
     if "error" in got:
-        raise RuntimeError(f"in the first-in-process worker: {got['error']}")
+        raise RuntimeError(f"in the worker (first-in-worker): {got['error']}")
     return Phase(seconds=got["seconds"], peak_rss_bytes=got["peak_rss_bytes"]), got["then_s"]

@@ -49,17 +49,26 @@ WARM_REPEATED = Protocol(
     # forkserver pays copy-on-write faults on its parent's allocator pools for longer (a 15 µs
     # load read 26-32 µs after 2 warm-ups, 16 µs after 10 ms of them, as a plain process).
     2, 0.01)
-FIRST_IN_PROCESS = Protocol(
-    "first-in-process",
+FIRST_IN_WORKER = Protocol(
+    "first-in-worker",
     "a prefork server's worker (gunicorn --preload, uvicorn --workers, a multiprocessing "
     "pool) whose first act is this run: its parent imported every library measured here "
     "(numpy, scikit-learn's estimators, joblib, cloudpickle, skops.io, onnxruntime, "
-    "skl2onnx), read its input "
-    "and froze its collector (gc.freeze) before forking; each page the run writes that it "
-    "shares with the parent is a copy-on-write fault, counted (most of a sub-millisecond "
-    "load's figure here: logreg small pickle-p5 about 0.7 ms against about 0.1 ms in a "
-    "process that imported the libraries itself)",
+    "skl2onnx), read its input and froze its collector (gc.freeze) before forking; each "
+    "page the run writes that it shares with the parent is a copy-on-write fault, counted "
+    "(most of a sub-millisecond load's figure here: logreg small pickle-p5 about 0.7 ms "
+    "against about 0.1 ms in a process that imported the libraries itself)",
     "a worker forked for this one run from the cell's child (one sample per worker)",
+    (), 0)
+FIRST_IN_PROCESS = Protocol(
+    "first-in-process",
+    "the first time a process that has already done other work (its libraries imported "
+    "and used) does this, e.g. a server loading a model it had not loaded yet; the pages "
+    "that earlier work copied from a parent are not paid again (before `first-in-worker`, "
+    "the round trip's first load was taken so: 264-313 µs for small files here, where a "
+    "fresh worker pays about 700 µs)",
+    "a child of the harness forked from its preloaded forkserver, after it read its inputs "
+    "(one sample per process)",
     (), 0)
 COLD_PAGE_CACHE = Protocol(
     "cold-page-cache",
@@ -73,7 +82,7 @@ FIRST_LOAD_FRESH_PROCESS = Protocol(
     "first-load-fresh-process",
     "a prefork server's start: a new interpreter imports only the modules the file needs "
     "and reads its input row, then a worker forked from it loads the file as its first act "
-    "and predicts one row (copy-on-write faults counted, as in `first-in-process`)",
+    "and predicts one row (copy-on-write faults counted, as in `first-in-worker`)",
     "one new interpreter per start for all cells, forked where the cells' import lists part "
     "(`persistbench.experiments.starts`): imports are summed along a cell's path, each part "
     "timed once in a process that had imported exactly what precedes it; the load in a "
@@ -121,7 +130,7 @@ COLLECTED_BEFORE_EACH = Protocol(
     ("gc.collect()", "malloc_trim(0) (glibc)"), 1)
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    WARM_REPEATED, FIRST_IN_PROCESS, COLD_PAGE_CACHE, FIRST_LOAD_FRESH_PROCESS,
+    WARM_REPEATED, FIRST_IN_WORKER, FIRST_IN_PROCESS, COLD_PAGE_CACHE, FIRST_LOAD_FRESH_PROCESS,
     FIRST_PREDICT_AFTER_LOAD, ISOLATED_PEAK_MEMORY, HOT_LOOP, COLLECTED_BEFORE_EACH)}
 
 # The protocol each measure of the round trip is taken under; a cell records its own in
@@ -129,12 +138,14 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 MEASURE_PROTOCOLS: dict[str, str] = {
     "dump_s": WARM_REPEATED.name,
     "load_s": WARM_REPEATED.name,
-    "dump_first_s": FIRST_IN_PROCESS.name,
-    "load_first_s": FIRST_IN_PROCESS.name,
+    "dump_first_s": FIRST_IN_WORKER.name,
+    "load_first_s": FIRST_IN_WORKER.name,
+    "dump_first_peak_rss_bytes": FIRST_IN_WORKER.name,
+    "load_first_peak_rss_bytes": FIRST_IN_WORKER.name,
     "load_cold_s": COLD_PAGE_CACHE.name,
     "load_cold_first_predict_s": COLD_PAGE_CACHE.name,
     "first_predict_s": FIRST_PREDICT_AFTER_LOAD.name,
-    "first_predict_after_first_load_s": FIRST_IN_PROCESS.name,
+    "first_predict_after_first_load_s": FIRST_IN_WORKER.name,
     "start_import_s": FIRST_LOAD_FRESH_PROCESS.name,
     "start_load_s": FIRST_LOAD_FRESH_PROCESS.name,
     "start_first_predict_s": FIRST_LOAD_FRESH_PROCESS.name,
@@ -143,11 +154,15 @@ MEASURE_PROTOCOLS: dict[str, str] = {
     "load_peak_rss_bytes": ISOLATED_PEAK_MEMORY.name,
 }
 # What a cell without `protocols` (an older harness's) was measured under: the same, except
-# that its in-process samples each followed a collection and a trim.
+# that its in-process samples each followed a collection and a trim, and its first runs were
+# the cell's child's own.
+FIRST_KEYS = ("dump_first_s", "load_first_s", "dump_first_peak_rss_bytes",
+              "load_first_peak_rss_bytes", "first_predict_after_first_load_s")
 UNRECORDED_PROTOCOLS: dict[str, str] = {
     **MEASURE_PROTOCOLS,
     **{k: COLLECTED_BEFORE_EACH.name for k in ("dump_s", "load_s", "load_cold_s",
                                                "first_predict_s")},
+    **{k: FIRST_IN_PROCESS.name for k in FIRST_KEYS},
 }
 
 
