@@ -5,6 +5,7 @@ harness floor, and the protocol a results file records for each measure."""
 from __future__ import annotations
 
 import gc
+import mmap
 import os
 import time
 
@@ -80,7 +81,12 @@ def test_first_in_worker_is_the_first_act_of_a_fresh_worker_each_time():
 
 
 def test_first_in_worker_takes_the_worker_s_peak_and_says_how_it_failed():
-    phase, _ = first_in_fork(lambda: bytearray(8 * 2**20))
+    def touch_new_pages():  # a fresh mapping: never memory the allocator already holds
+        area = mmap.mmap(-1, 8 * 2**20)
+        area.write(b"x" * len(area))
+        return area
+
+    phase, _ = first_in_fork(touch_new_pages)
     assert phase.peak_rss_bytes >= 6 * 2**20 and phase.value is None
 
     def fails():
