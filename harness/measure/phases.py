@@ -60,7 +60,7 @@ PEAK_METHOD = PEAK_VMHWM if active().can_reset_hwm else PEAK_SAMPLED
 SAMPLE_INTERVAL_S = 0.001
 
 
-class _PeakSampler(threading.Thread):
+class PeakSampler(threading.Thread):
     """RSS read every millisecond while a phase runs, where no high-water mark can be reset.
 
     Each sample is this process's own RSS, so the peak belongs to the phase, not to the
@@ -162,7 +162,7 @@ def measure_phase(fn: Callable[[], Any], release: bool = True) -> Phase:
         with open(CLEAR_REFS, "w") as fh:
             fh.write("5")
     else:
-        sampler = _PeakSampler()
+        sampler = PeakSampler()
         sampler.start()
     start = time.perf_counter()
     try:

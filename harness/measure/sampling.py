@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import pickle
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -24,6 +25,7 @@ from persistbench.measure.phases import (
     CLEAR_REFS,
     PEAK_METHOD,
     PEAK_VMHWM,
+    PeakSampler,
     Phase,
     measure_phase,
     status_bytes,
@@ -150,7 +152,14 @@ def _first_phase(run: Callable[[], Any]) -> Phase:
     if PEAK_METHOD != PEAK_VMHWM:
         return measure_phase(run, release=False)
     before = status_bytes("VmRSS:")
-    fd = os.open(CLEAR_REFS, os.O_WRONLY)
+    try:
+        fd = os.open(CLEAR_REFS, os.O_WRONLY)
+    except PermissionError:  # confined to the parent's /proc entry: sample the RSS instead
+        sampler = PeakSampler()
+        sampler.start()
+        seconds, value = timed(run)
+        return Phase(seconds=seconds, peak_rss_bytes=max(0, sampler.finish() - before),
+                     value=value)
     os.write(fd, b"5")
     os.close(fd)
     seconds, value = timed(run)
@@ -190,11 +199,14 @@ def first_in_fork(run: Callable[[], Any],
         try:
             phase = _first_phase(run)
             then_s = timed(lambda: then(phase.value))[0] if then is not None else None
-            out = {"seconds": phase.seconds, "peak_rss_bytes": phase.peak_rss_bytes,
-                   "then_s": then_s}
-        except BaseException as exc:  # reported to the parent, which raises it
-            out = {"error": f"{type(exc).__name__}: {exc}"}
-        os.write(write, json.dumps(out).encode())
+            out = b"J" + json.dumps({"seconds": phase.seconds, "then_s": then_s,
+                                     "peak_rss_bytes": phase.peak_rss_bytes}).encode()
+        except BaseException as exc:  # raised again in the parent, as itself if it can be
+            try:
+                out = b"E" + pickle.dumps(exc)
+            except Exception:
+                out = b"J" + json.dumps({"error": f"{type(exc).__name__}: {exc}"}).encode()
+        os.write(write, out)
         os._exit(0)
     if not frozen_before:  # this process's collector as it was (a forkserver's stays frozen)
         gc.unfreeze()
@@ -206,7 +218,9 @@ def first_in_fork(run: Callable[[], Any],
         why = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
                else f"status {os.WEXITSTATUS(status)}")
         raise RuntimeError(f"the worker (first-in-worker) died of {why} before it reported")
-    got = json.loads(text)
+    if text[:1] == b"E":  # the worker's exception (e.g. the format refused the model)
+        raise pickle.loads(text[1:])
+    got = json.loads(text[1:])
     if "error" in got:
         raise RuntimeError(f"in the worker (first-in-worker): {got['error']}")
     return Phase(seconds=got["seconds"], peak_rss_bytes=got["peak_rss_bytes"]), got["then_s"]
