@@ -8,22 +8,28 @@ times them in processes of its own, as each protocol's `process` says:
 
   warm-repeated             a fork of an interpreter that imported the libraries: 2 loads,
                             more until 10 ms, then samples; nothing between samples
-  first-in-process          the first load in such a fork (one sample per fork)
+  first-in-worker           an interpreter that imported every library the harness measures
+                            (numpy, scikit-learn, joblib, cloudpickle, skops.io, onnxruntime,
+                            skl2onnx) reads the input row, reviews skops's types,
+                            freezes its collector (gc.freeze) and forks; the fork's first act
+                            is the timed load
   first-predict-after-load  load (untimed), then time `predict` of one row
   isolated-peak-memory      gc.collect(), malloc_trim(0), clear_refs, load: VmHWM - RSS before
   cold-page-cache           after the warm loads: fsync + POSIX_FADV_DONTNEED before each load
-  first-load-fresh-process  a new interpreter imports what the file needs and forks; the fork
-                            loads the file once
+  first-load-fresh-process  a new interpreter imports what the file needs (nothing else),
+                            reads the input row, reviews skops's types, freezes its collector
+                            and forks; the fork's first act is the timed load
 
-and, for reference, the first load in the new interpreter itself, without the fork (the
-`exec` column): what the fork's copy-on-write faults add. BLAS/OpenMP run at one thread, as
-the harness's cells and servers do.
+and, for reference, the first load in a new interpreter that never forks (the `exec`
+column): what a server that loads where it imported pays, without the worker's copy-on-write
+faults. BLAS/OpenMP run at one thread, as the harness's cells and servers do.
 
     python -m benchmarks.protocol_check [RESULTS.json ...] [--rounds 3]
 
-Without results files, each round runs `persistbench run` on the same cells, then the
-script's own round, so both see the same machine. The harness's figure is the median over
-the results files; the script's the median over its rounds.
+Without results files, each round runs, cell by cell, `persistbench run` on that cell and the
+script's own figures of it, in alternating order (harness first in even rounds), so both see
+the same machine within seconds. The harness's figure is the median over the results files;
+the script's the median over its rounds.
 """
 
 from __future__ import annotations
@@ -44,45 +50,47 @@ FORMATS = ("pickle-p5", "skops")
 TOLERANCE = 0.15
 PAGE_SLACK = 16 * 1024
 SAMPLES = 15
+STARTS = 3  # new interpreters per cell and round, as the harness's `--starts 3`
 THREADS = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # (protocol, the harness's key, the script's key)
 FIGURES = (
     ("warm-repeated", "load_s", "warm"),
-    ("first-in-process", "load_first_s", "first"),
+    ("first-in-worker", "load_first_s", "first"),
     ("cold-page-cache", "load_cold_s", "cold"),
     ("first-predict-after-load", "first_predict_s", "predict"),
     ("isolated-peak-memory", "load_peak_rss_bytes", "peak"),
     ("first-load-fresh-process", "start_load_s", "fresh"),
 )
 
-# An interpreter that imported the libraries forks; the fork measures. argv = format, file,
-# rows (.npy), samples. Prints JSON.
+# An interpreter that imported every library reads the row, reviews skops's types, freezes
+# its collector and forks; the fork's first act is the first load, then it measures the rest.
+# argv = format, file, rows (.npy), samples. Prints JSON.
 IN_FORK = r'''
 import ctypes, gc, json, os, pickle, sys, time
 import numpy as np
-import sklearn, skops.io as sio
+import cloudpickle, joblib, onnxruntime, skl2onnx, sklearn, skops.io as sio
 from threadpoolctl import threadpool_limits
 threadpool_limits(1)
 fmt, path, rows, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 X = np.load(rows)
+trusted = sio.get_untrusted_types(file=path) if fmt == "skops" else None
+def load():
+    if fmt == "skops":
+        return sio.load(path, trusted=trusted)
+    with open(path, "rb") as fh:
+        return pickle.load(fh)
+def timed(fn):
+    t = time.perf_counter(); v = fn(); return time.perf_counter() - t, v
 def figures():
-    trusted = sio.get_untrusted_types(file=path) if fmt == "skops" else None
-    def load():
-        if fmt == "skops":
-            return sio.load(path, trusted=trusted)
-        with open(path, "rb") as fh:
-            return pickle.load(fh)
-    def timed(fn):
-        t = time.perf_counter(); v = fn(); return time.perf_counter() - t, v
-    def warm_up(fn, runs):
-        start, done = time.perf_counter(), 0
-        while done < runs or time.perf_counter() - start < 0.01:
-            fn(); done += 1
     out = {}
     out["first"], model = timed(load)
     model.predict(X)
     model = None
-    warm_up(load, 1)
+    def warm_up(fn, runs):
+        start, done = time.perf_counter(), 0
+        while done < runs or time.perf_counter() - start < 0.01:
+            fn(); done += 1
+    warm_up(load, 2)
     out["warm"] = [timed(load)[0] for _ in range(n)]
     def predict_sample():
         m = load()
@@ -112,6 +120,7 @@ def figures():
         evict(); cold.append(timed(load)[0])
     out["cold"] = cold
     return out
+gc.freeze()
 r, w = os.pipe()
 pid = os.fork()
 if pid == 0:
@@ -121,20 +130,21 @@ print(os.read(r, 1 << 20).decode())
 os.waitpid(pid, 0)
 '''
 
-# A server's start: argv = format, file, rows, modules (comma-separated). The new interpreter
-# imports the modules, then forks; the fork loads the file once and predicts; then the
-# interpreter itself does the same (the `exec` column). Prints JSON.
+# A server's start: argv = format, file, rows, modules (comma-separated), how. A new
+# interpreter imports the modules and reads the row; `fork`: it reviews skops's types,
+# freezes its collector and forks, and the fork's first act is the timed load; `exec`: the
+# interpreter itself loads (it never forks). Prints JSON.
 FRESH = r'''
-import importlib, json, os, pickle, sys, time
+import gc, importlib, json, os, pickle, sys, time
 for name in sys.argv[4].split(","):
     importlib.import_module(name)
 import numpy as np
-fmt, path = sys.argv[1], sys.argv[2]
+fmt, path, how = sys.argv[1], sys.argv[2], sys.argv[5]
 X = np.load(sys.argv[3])
+if fmt == "skops":
+    import skops.io as sio
+    trusted = sio.get_untrusted_types(file=path)
 def first_load():
-    if fmt == "skops":
-        import skops.io as sio
-        trusted = sio.get_untrusted_types(file=path)
     t = time.perf_counter()
     if fmt == "skops":
         model = sio.load(path, trusted=trusted)
@@ -144,14 +154,17 @@ def first_load():
     loaded = time.perf_counter() - t
     model.predict(X)
     return loaded
-r, w = os.pipe()
-pid = os.fork()
-if pid == 0:
-    os.write(w, repr(first_load()).encode()); os._exit(0)
-os.close(w)
-forked = float(os.read(r, 100))
-os.waitpid(pid, 0)
-print(json.dumps({"fresh": forked, "exec": first_load()}))
+if how == "exec":
+    print(json.dumps({"exec": first_load()}))
+else:
+    gc.freeze()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.write(w, repr(first_load()).encode()); os._exit(0)
+    os.close(w)
+    print(json.dumps({"fresh": float(os.read(r, 100))}))
+    os.waitpid(pid, 0)
 '''
 
 
@@ -194,37 +207,42 @@ def write_files(folder: Path) -> dict:
     return found
 
 
-def script_round(files: dict, per: dict) -> None:
-    """One round of the script's own figures for every cell, appended to `per`."""
-    for key, (path, rows, modules) in files.items():
-        got = child(IN_FORK, key[2], str(path), str(rows), str(SAMPLES))
-        for name, value in got.items():
-            per[key][name].append(statistics.median(value) if isinstance(value, list)
-                                  else value)
-        fresh = child(FRESH, key[2], str(path), str(rows), ",".join(modules))
-        per[key]["fresh"].append(fresh["fresh"])
-        per[key]["exec"].append(fresh["exec"])
+def script_cell(key: tuple, files: dict, per: dict) -> None:
+    """The script's own figures of one cell, appended to `per`."""
+    path, rows, modules = files[key]
+    got = child(IN_FORK, key[2], str(path), str(rows), str(SAMPLES))
+    for name, value in got.items():
+        per[key][name].append(statistics.median(value) if isinstance(value, list) else value)
+    for how, name, starts in (("fork", "fresh", STARTS), ("exec", "exec", 1)):
+        got = [child(FRESH, key[2], str(path), str(rows), ",".join(modules), how)[name]
+               for _ in range(starts)]
+        per[key][name].append(statistics.median(got))
 
 
-def harness_round(output: Path) -> Path:
-    """One `persistbench run` of the same cells (the harness measures, this script reads)."""
-    subprocess.run([sys.executable, "-m", "persistbench", "run", "--models", ",".join(MODELS),
-                    "--sizes", ",".join(SIZES), "--formats", ",".join(FORMATS),
-                    "--starts", "3", "--no-calibrate", "--only", "--output", str(output)],
+def harness_cell(key: tuple, output: Path) -> Path:
+    """One `persistbench run` of one cell (the harness measures, this script reads)."""
+    subprocess.run([sys.executable, "-m", "persistbench", "run", "--models", key[0],
+                    "--sizes", key[1], "--formats", key[2], "--starts", str(STARTS),
+                    "--no-calibrate", "--only", "--output", str(output)],
                    check=True, stdout=subprocess.DEVNULL)
     return output
 
 
 def rounds_of(count: int, folder: Path, results: list[Path]) -> tuple[dict, list[Path]]:
-    """`count` rounds of the script's figures, each after a harness run of its own unless
-    results files were given: (cell -> script key -> median over rounds, results files)."""
+    """`count` rounds of the script's figures, each cell beside a harness run of its own
+    unless results files were given: (cell -> script key -> median over rounds, results)."""
     files = write_files(folder)
     per: dict = {key: {k: [] for k in (*(k for _, _, k in FIGURES), "exec")} for key in files}
     made = []
     for index in range(count):
-        if not results:
-            made.append(harness_round(folder / f"harness-{index}.json"))
-        script_round(files, per)
+        for number, key in enumerate(files):
+            steps = [lambda key=key: script_cell(key, files, per)]
+            if not results:
+                output = folder / f"harness-{index}-{number}.json"
+                steps.insert(index % 2, lambda key=key, output=output:
+                             made.append(harness_cell(key, output)))
+            for step in steps:
+                step()
     figures = {key: {k: statistics.median(v) for k, v in figs.items()}
                for key, figs in per.items()}
     return figures, results or made

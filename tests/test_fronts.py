@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import subprocess
@@ -64,6 +65,17 @@ def test_dumped_skips_what_the_format_cannot_do(quick_results):
         fronts.dumped("custom_code", "small", "skops")
     path, prepared = fronts.dumped("logreg", "small", "skops")
     assert path.stat().st_size > 0 and prepared["skops_untrusted_types"] == []
+
+
+def test_the_fronts_sample_with_the_profile_s_stopping_rule(quick_results):
+    quick = fronts.grid("quick")
+    assert quick.precision == PROFILES["quick"]["precision"]
+    assert quick.budget_s == PROFILES["quick"]["budget_s"]
+    fixed = dataclasses.replace(quick, precision=None, repeat=7, budget_s=60.0)
+    assert len(fronts.sampled("load_s", "logreg", "small", "pickle-p5", fixed).samples) == 7
+    # Any interval is tight enough: the rule stops at the 6 samples an interval needs.
+    loose = dataclasses.replace(quick, precision=1000.0, budget_s=60.0)
+    assert len(fronts.sampled("load_s", "logreg", "small", "pickle-p5", loose).samples) == 6
 
 
 def test_check_record_sorts_failures():
@@ -206,7 +218,11 @@ def test_pytest_benchmark_suite_writes_json(pytest_benchmark_json):
                      "test_load_cold[logreg-small-pickle-p5]"]
     for bench in data["benchmarks"]:
         assert bench["group"] == "pickle-p5"
-        assert bench["stats"]["rounds"] == PROFILES["quick"]["repeat"]
+        key = {"test_dump": "dump_s", "test_load": "load_s",
+               "test_load_cold": "load_cold_s"}[bench["name"].split("[")[0]]
+        # as many rounds as the harness's stopping rule took samples of the same quantity
+        assert bench["stats"]["rounds"] == bench["extra_info"][key]["n"] >= 6
+        assert bench["extra_info"]["protocol"] in ("warm-repeated", "cold-page-cache")
         assert bench["extra_info"]["file_bytes"] > 0
         assert isinstance(bench["extra_info"]["load_peak_rss_bytes"], int)
     assert data["machine_info"]["persistbench"]["profile"] == "quick"
@@ -229,6 +245,8 @@ def test_report_renders_from_the_pytest_benchmark_json(pytest_benchmark_json, tm
     [cell] = data["cells"]
     assert cell["cell_id"] == "roundtrip/logreg/small/pickle-p5" and cell["status"] == "ok"
     assert {"dump_s", "load_s", "load_cold_s", "file_bytes", "load_peak_rss_bytes"} <= set(cell)
-    assert cell["dump_s"]["n"] == PROFILES["quick"]["repeat"]
+    dump = next(b for b in json.loads(pytest_benchmark_json.read_text())["benchmarks"]
+                if b["name"].startswith("test_dump"))
+    assert cell["dump_s"]["n"] == dump["stats"]["rounds"]
     [page] = write_reports([pytest_benchmark_json], tmp_path)
     assert "pickle-p5" in page.read_text()

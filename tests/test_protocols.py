@@ -5,11 +5,13 @@ harness floor, and the protocol a results file records for each measure."""
 from __future__ import annotations
 
 import gc
+import mmap
+import os
 import time
 
 import pytest
 
-from persistbench.measure.sampling import floor, peak_samples, sample
+from persistbench.measure.sampling import first_in_fork, floor, peak_samples, sample
 from persistbench.results.protocols import (
     COLD_PAGE_CACHE,
     COLLECTED_BEFORE_EACH,
@@ -64,6 +66,36 @@ def test_between_runs_outside_the_timing():
     series = sample(COLD_PAGE_CACHE, lambda: None, repeat=3, budget_s=60.0,
                     between=lambda: time.sleep(SLEEP_S))
     assert max(series.samples) < SLEEP_S
+
+
+def test_first_in_worker_is_the_first_act_of_a_fresh_worker_each_time():
+    cache = Cache()
+    phase, then_s = first_in_fork(cache.run, then=lambda _: time.sleep(SLEEP_S))
+    assert phase.seconds >= SLEEP_S and then_s >= SLEEP_S  # the worker's cache was cold
+    assert not cache.warm  # what the worker warmed stayed in the worker
+    again, _ = first_in_fork(cache.run)
+    assert again.seconds >= SLEEP_S  # a new worker each time: cold again
+    cache.run()
+    warmed, then_s = first_in_fork(cache.run)
+    assert warmed.seconds < SLEEP_S and then_s is None  # a worker inherits its parent's state
+
+
+def test_first_in_worker_takes_the_worker_s_peak_and_says_how_it_failed():
+    def touch_new_pages():  # a fresh mapping: never memory the allocator already holds
+        area = mmap.mmap(-1, 8 * 2**20)
+        area.write(b"x" * len(area))
+        return area
+
+    phase, _ = first_in_fork(touch_new_pages)
+    assert phase.peak_rss_bytes >= 6 * 2**20 and phase.value is None
+
+    def fails():
+        raise ValueError("no such file")
+
+    with pytest.raises(ValueError, match="no such file"):  # raised as itself
+        first_in_fork(fails)
+    with pytest.raises(RuntimeError, match="died of signal 9"):
+        first_in_fork(lambda: os.kill(os.getpid(), 9))
 
 
 def _collections(fn) -> int:

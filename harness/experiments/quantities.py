@@ -33,9 +33,9 @@ class Quantity:
     between: Callable[[], Any] | None = None
 
     def sample(self, repeat: int, budget_s: float, precision: float | None = None,
-               warmed_up: int = 0, after: Callable[[Any], Any] | None = None) -> Series:
+               after: Callable[[Any], Any] | None = None) -> Series:
         return sample(self.protocol, self.run, repeat, budget_s, between=self.between,
-                      after=after, precision=precision, warmed_up=warmed_up)
+                      after=after, precision=precision)
 
 
 class Dumps:

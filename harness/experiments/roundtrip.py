@@ -27,8 +27,15 @@ from persistbench.experiments.quantities import (
 from persistbench.experiments.serving import modules_for_loading, save_input
 from persistbench.experiments.starts import measure_starts
 from persistbench.experiments.starts import summary as start_summary
-from persistbench.measure.phases import Phase, measure_phase, rss_bytes, stats
-from persistbench.measure.sampling import Series, floor, peak_samples, sample, timed
+from persistbench.measure.phases import Phase, rss_bytes, stats
+from persistbench.measure.sampling import (
+    Series,
+    first_in_fork,
+    floor,
+    peak_samples,
+    sample,
+    timed,
+)
 from persistbench.results.protocols import (
     COLD_PAGE_CACHE,
     FIRST_PREDICT_AFTER_LOAD,
@@ -61,12 +68,12 @@ def artefact(ctx: StepContext) -> Path:
 MEMORY_SAMPLES = 3  # peaks move little between runs; each sample costs a collection and a trim
 
 
-def timing(prefix: str, series: Series, floor_samples: list[float], warmed_up: int = 0) -> dict:
+def timing(prefix: str, series: Series, floor_samples: list[float]) -> dict:
     """A timing under its protocol, with the floor of that protocol in the same process and
-    the warm-up runs before its samples (`warmed_up` of them the caller's)."""
+    the warm-up runs before its samples."""
     out = {f"{prefix}_s": {**stats(series.samples), "floor_s": median(floor_samples)},
            f"{prefix}_s_samples": series.samples,
-           f"{prefix}_warmups": warmed_up + len(series.warmups)}
+           f"{prefix}_warmups": len(series.warmups)}
     if len(series.cpu) == len(series.samples):  # the control `compare` judges drift by
         twin = cpu_key(f"{prefix}_s")
         out[twin], out[f"{twin}_samples"] = stats(series.cpu), series.cpu
@@ -81,12 +88,11 @@ def peaks(prefix: str, phases: list[Phase]) -> dict:
             f"{prefix}_peak_rss_samples_bytes": found}
 
 
-def first_run(prefix: str, run) -> tuple[dict, Phase]:
-    """The process's first run (first-in-process; also warm-repeated's warm-up), with its
-    peak: nothing ran before it, so there is nothing to collect or trim."""
-    phase = measure_phase(run, release=False)
+def first_run(prefix: str, phase: Phase) -> dict:
+    """A worker's first run (`first-in-worker`, `sampling.first_in_fork`), with its peak:
+    nothing ran before it in that worker, so there is nothing to collect or trim."""
     return {f"{prefix}_first_s": phase.seconds,
-            f"{prefix}_first_peak_rss_bytes": phase.peak_rss_bytes}, phase
+            f"{prefix}_first_peak_rss_bytes": phase.peak_rss_bytes}
 
 
 def protocols(*keys: str) -> dict:
@@ -141,8 +147,8 @@ def dump_step(ctx: StepContext) -> dict:
 
     ctx.start_measuring()
     dumps.next_file()
-    first, _ = first_run("dump", dumps.dump)
-    series = quantity.sample(repeat, budget, precision, warmed_up=1)
+    first = first_run("dump", first_in_fork(dumps.dump)[0])
+    series = quantity.sample(repeat, budget, precision)  # its first `between` drops that file
     floor_samples = floor(WARM_REPEATED)
     memory = peak_samples(dumps.dump, MEMORY_SAMPLES, between=dumps.next_file)
     os.replace(dumps.path, target)
@@ -153,8 +159,9 @@ def dump_step(ctx: StepContext) -> dict:
     save_input(X_eval[:1], ctx.workdir / START_ROW)
     return {
         "start_modules": modules_for_loading(fmt.name, est),
-        **first, **timing("dump", series, floor_samples, 1), **peaks("dump", memory),
-        **protocols("dump_s", "dump_cpu_s", "dump_first_s", "dump_peak_rss_bytes"),
+        **first, **timing("dump", series, floor_samples), **peaks("dump", memory),
+        **protocols("dump_s", "dump_cpu_s", "dump_first_s", "dump_first_peak_rss_bytes",
+                    "dump_peak_rss_bytes"),
         "file_bytes": os.path.getsize(target),
         "format_traits": fmt.traits(),
         **dumps.info,
@@ -219,8 +226,9 @@ def compare_predictions(fmt: Format, labels: np.ndarray, proba: np.ndarray | Non
 
 def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
                budget_s: float, precision: float | None = None) -> dict:
-    """The process's first load, then warm-repeated loads, first predictions after a load,
-    and the loads' peak memory, each series under its own protocol.
+    """A worker's first load and first prediction, then warm-repeated loads, first
+    predictions after a load, and the loads' peak memory, each series under its own
+    protocol.
 
     The first prediction after each load (`first_predict_s`, with the RSS it adds) is where
     memory mapping and other lazy loading pay what the load deferred; its samples load the
@@ -228,13 +236,9 @@ def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
     """
     quantity = load_quantity(fmt, path, prepared)
     load = quantity.run
-    first, phase = first_run("load", load)
-    model = phase.value
-    phase.value = None
-    after_first, _ = timed(lambda: predict_only(fmt, model, X_row))
-    model = None
+    phase, after_first = first_in_fork(load, lambda model: predict_only(fmt, model, X_row))
     floor_samples = floor(WARM_REPEATED)
-    loads = quantity.sample(repeat, budget_s, precision, warmed_up=1)
+    loads = quantity.sample(repeat, budget_s, precision)
     held: dict = {}
     rss: list[int] = []
 
@@ -250,13 +254,12 @@ def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
         held.clear()
 
     predicts = sample(FIRST_PREDICT_AFTER_LOAD, predict_held, repeat, budget_s,
-                      between=load_untimed, after=after_predict, warmed_up=1,
-                      precision=precision)
+                      between=load_untimed, after=after_predict, precision=precision)
     predict_floor = floor(FIRST_PREDICT_AFTER_LOAD)
-    return {**first, **timing("load", loads, floor_samples, 1),
+    return {**first_run("load", phase), **timing("load", loads, floor_samples),
             **peaks("load", peak_samples(load, MEMORY_SAMPLES)),
             "first_predict_after_first_load_s": after_first,
-            **timing("first_predict", predicts, predict_floor, 1),
+            **timing("first_predict", predicts, predict_floor),
             "first_predict_rss_bytes": int(np.median(rss)),
             "first_predict_rss_samples_bytes": rss}
 
@@ -304,8 +307,8 @@ def load_step(ctx: StepContext) -> dict:
     out = {**prepared,
            **warm_loads(fmt, path, prepared, X_eval[:1], repeat, budget, precision),
            **cold_loads(fmt, path, prepared, X_eval[:1], repeat, budget, precision),
-           **protocols("load_s", "load_cpu_s", "load_first_s", "load_peak_rss_bytes",
-                       "first_predict_s", "first_predict_cpu_s",
+           **protocols("load_s", "load_cpu_s", "load_first_s", "load_first_peak_rss_bytes",
+                       "load_peak_rss_bytes", "first_predict_s", "first_predict_cpu_s",
                        "first_predict_after_first_load_s", "load_cold_s", "load_cold_cpu_s",
                        "load_cold_first_predict_s")}
     if int(ctx.cell.options.get("starts", START_REPEATS)) < 1:

@@ -116,10 +116,7 @@ def first_use(fmt_name: str, model: Path, X: Any) -> tuple[dict, Any]:
 
     fmt = FORMATS[fmt_name]
     prepared = fmt.prepare_load(model)  # skops: the type review a user does beforehand
-    floor = []
-    for _ in range(FLOOR_SAMPLES):
-        begin = time.perf_counter()
-        floor.append(time.perf_counter() - begin)
+    floor = timer_floor()
     start = time.perf_counter()
     obj = fmt.load(model, prepared)
     loaded = time.perf_counter()
@@ -131,7 +128,36 @@ def first_use(fmt_name: str, model: Path, X: Any) -> tuple[dict, Any]:
     return {"load_s": loaded - start, "first_predict_s": predicted - loaded,
             "first_predict_proba_s": time.perf_counter() - predicted if has_proba else None,
             "sklearn_imported": "sklearn" in sys.modules,
-            "floor_s": sorted(floor)[len(floor) // 2]}, obj
+            "floor_s": floor}, obj
+
+
+def timer_floor() -> float:
+    """The median cost of timing nothing here: below it, two first loads are a tie."""
+    floor = []
+    for _ in range(FLOOR_SAMPLES):
+        begin = time.perf_counter()
+        floor.append(time.perf_counter() - begin)
+    return sorted(floor)[len(floor) // 2]
+
+
+def first_use_in_worker(fmt_name: str, model: Path, X: Any) -> dict:
+    """A prefork server worker's first load of `model` and first prediction on `X`, each
+    timed alone, as the first acts of a worker forked from this process (the input read and
+    the skops type review done here, before the fork), with the floor here.
+
+    The worker's first writes to pages it shares with this process are copy-on-write faults
+    inside its timings, as in any prefork server's worker (gunicorn, uvicorn --workers);
+    see `persistbench.measure.sampling.first_in_fork`.
+    """
+    from persistbench.measure.sampling import first_in_fork
+    from persistbench.sources.formats import FORMATS, predict_only
+
+    fmt = FORMATS[fmt_name]
+    prepared = fmt.prepare_load(model)
+    floor = timer_floor()
+    phase, predict_s = first_in_fork(lambda: fmt.load(model, prepared),
+                                     lambda obj: predict_only(fmt, obj, X))
+    return {"load_s": phase.seconds, "first_predict_s": predict_s, "floor_s": floor}
 
 
 def serve(fmt_name: str, model: Path, rows: Path, modules: list[str]) -> None:

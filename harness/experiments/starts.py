@@ -10,15 +10,15 @@ module, so after it nothing of a model is left to import.
 So one new interpreter per start imports the shared prefix and forks where the cells' import
 lists part: each fork continues exactly where its parent was, imports its own next part
 (timed), and forks again; a part with nothing left to import is no fork (`lifted`); a leaf
-loads its cell's file and predicts, timed alone. A cell's `start_import_s` is the sum of the
-parts on its path, each timed once, in a process that had imported exactly what came before
-it, in the server's order.
+reads its cell's input row, then forks a worker whose first acts are the load and the
+prediction, each timed alone (`serving.first_use_in_worker`). A cell's `start_import_s` is
+the sum of the parts on its path, each timed once, in a process that had imported exactly
+what came before it, in the server's order.
 
-What this sharing assumes (the report says it): (1) the interpreter's start-up and each shared
-import part cost the same for every cell that shares them; (2) a fork's first load is a new
-interpreter's first load: the fork shares its parent's memory copy-on-write, so the first
-write to each inherited page costs a page fault a real server would not pay (small beside a
-load; it makes the figure, if anything, slower).
+What this sharing assumes (the report says it): the interpreter's start-up and each shared
+import part cost the same for every cell that shares them. The load stands for a prefork
+server's worker (`first-load-fresh-process`): its first writes to pages it shares with its
+parent are copy-on-write faults, counted; a server loading where it imported pays none.
 
 Run as `python -m persistbench.experiments.starts PLAN OUT`: the plan is the prefix tree, and
 every process appends one JSON line per part or leaf to OUT.
@@ -38,7 +38,7 @@ from typing import Any
 
 from persistbench.experiments.serving import (
     FORMAT_MODULES,
-    first_use,
+    first_use_in_worker,
     load_input,
     server_environment,
 )
@@ -120,7 +120,7 @@ def _leaves(node: dict) -> list[dict]:
 def _serve_leaf(leaf: dict, out: str, path: list[str]) -> None:
     started = time.perf_counter()
     X = load_input(Path(leaf["rows"]))
-    served, _ = first_use(leaf["format"], Path(leaf["model"]), X)
+    served = first_use_in_worker(leaf["format"], Path(leaf["model"]), X)
     _write(out, {"leaf": leaf["cell_id"], "path": path, **served,
                  "total_s": time.perf_counter() - started})
 

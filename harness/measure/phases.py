@@ -27,7 +27,7 @@ CLEAR_REFS = "/proc/self/clear_refs"
 STATUS = "/proc/self/status"
 
 
-def _status_bytes(field: str) -> int:
+def status_bytes(field: str) -> int:
     with open(STATUS) as fh:
         for line in fh:
             if line.startswith(field):
@@ -35,9 +35,22 @@ def _status_bytes(field: str) -> int:
     raise KeyError(field)
 
 
+STATM = "/proc/self/statm"
+PAGE_BYTES = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
 def rss_bytes() -> int:
-    """Resident set size now (psutil reads /proc/self/statm on Linux; imported here because
-    the compat environments import this module without psutil)."""
+    """Resident set size now: one read of /proc/self/statm where there is one, else psutil
+    (imported here because the compat environments import this module without psutil).
+
+    It runs between a load and the first prediction it times (`first-predict-after-load`),
+    so it must do next to nothing: psutil's `Process()` reads and allocates far more."""
+    if os.path.exists(STATM):
+        fd = os.open(STATM, os.O_RDONLY)
+        try:
+            return int(os.read(fd, 200).split()[1]) * PAGE_BYTES
+        finally:
+            os.close(fd)
     import psutil
 
     return psutil.Process().memory_info().rss
@@ -47,7 +60,7 @@ PEAK_METHOD = PEAK_VMHWM if active().can_reset_hwm else PEAK_SAMPLED
 SAMPLE_INTERVAL_S = 0.001
 
 
-class _PeakSampler(threading.Thread):
+class PeakSampler(threading.Thread):
     """RSS read every millisecond while a phase runs, where no high-water mark can be reset.
 
     Each sample is this process's own RSS, so the peak belongs to the phase, not to the
@@ -149,14 +162,14 @@ def measure_phase(fn: Callable[[], Any], release: bool = True) -> Phase:
         with open(CLEAR_REFS, "w") as fh:
             fh.write("5")
     else:
-        sampler = _PeakSampler()
+        sampler = PeakSampler()
         sampler.start()
     start = time.perf_counter()
     try:
         value = fn()
     finally:
         seconds = time.perf_counter() - start
-        high = _status_bytes("VmHWM:") if sampler is None else sampler.finish()
+        high = status_bytes("VmHWM:") if sampler is None else sampler.finish()
     return Phase(seconds=seconds, peak_rss_bytes=max(0, high - before), value=value,
                  rss_delta_bytes=rss_bytes() - before)
 

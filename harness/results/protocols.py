@@ -2,12 +2,12 @@
 its samples. Every timing the harness records names one of these.
 
 A figure means what its protocol says. The same load timed with a collection before each
-sample, in a fresh interpreter, or in a loop with nothing in between gives figures up to 13×
+sample, in a fresh interpreter, or in a loop with nothing in between gives figures up to 50×
 apart (logreg pickle-p5 here: 14 µs repeated, 177 µs after `gc.collect()`, 92 µs first in a
-fresh interpreter). So what runs between samples is part of a protocol's definition, chosen
-because the situation has it, never for the harness's convenience: peak memory needs the
-allocator trimmed before each sample, so it is taken in samples of its own
-(`isolated-peak-memory`), never in the timing samples.
+fresh interpreter, about 700 µs as the first act of a forked worker). So what runs between
+samples is part of a protocol's definition, chosen because the situation has it, never for
+the harness's convenience: peak memory needs the allocator trimmed before each sample, so it
+is taken in samples of its own (`isolated-peak-memory`), never in the timing samples.
 
 The definitions live here, below every room, so the report names the protocol of a column
 without importing the code that runs it (`persistbench.measure.sampling`), and a results file
@@ -49,14 +49,26 @@ WARM_REPEATED = Protocol(
     # forkserver pays copy-on-write faults on its parent's allocator pools for longer (a 15 µs
     # load read 26-32 µs after 2 warm-ups, 16 µs after 10 ms of them, as a plain process).
     2, 0.01)
+FIRST_IN_WORKER = Protocol(
+    "first-in-worker",
+    "a prefork server's worker (gunicorn --preload, uvicorn --workers, a multiprocessing "
+    "pool) whose first act is this run: its parent imported every library measured here "
+    "(numpy, scikit-learn's estimators, joblib, cloudpickle, skops.io, onnxruntime, "
+    "skl2onnx), read its input and froze its collector (gc.freeze) before forking; each "
+    "page the run writes that it shares with the parent is a copy-on-write fault, counted "
+    "(most of a sub-millisecond load's figure here: logreg small pickle-p5 about 0.7 ms "
+    "against about 0.1 ms in a process that imported the libraries itself)",
+    "a worker forked for this one run from the cell's child (one sample per worker)",
+    (), 0)
 FIRST_IN_PROCESS = Protocol(
     "first-in-process",
-    "the first time a worker forked from a parent that imported every library (a prefork "
-    "server: gunicorn --preload, celery, a multiprocessing pool) does this with this file; "
-    "its first writes to memory it shares with that parent are copy-on-write faults, which "
-    "a process that imported the libraries itself does not pay (up to 2-5x a sub-millisecond "
-    "load here)",
-    "a child of the harness forked from its preloaded forkserver (one sample per process)",
+    "the first time a process that has already done other work (its libraries imported "
+    "and used) does this, e.g. a server loading a model it had not loaded yet; the pages "
+    "that earlier work copied from a parent are not paid again (before `first-in-worker`, "
+    "the round trip's first load was taken so: 264-313 µs for small files here, where a "
+    "fresh worker pays about 700 µs)",
+    "a child of the harness forked from its preloaded forkserver, after it read its inputs "
+    "(one sample per process)",
     (), 0)
 COLD_PAGE_CACHE = Protocol(
     "cold-page-cache",
@@ -68,24 +80,27 @@ COLD_PAGE_CACHE = Protocol(
     0)
 FIRST_LOAD_FRESH_PROCESS = Protocol(
     "first-load-fresh-process",
-    "a server's start: a new interpreter imports only the modules the file needs, then a "
-    "fork of it (a prefork server's worker) loads the file once and predicts one row",
+    "a prefork server's start: a new interpreter imports only the modules the file needs "
+    "and reads its input row, then a worker forked from it loads the file as its first act "
+    "and predicts one row (copy-on-write faults counted, as in `first-in-worker`)",
     "one new interpreter per start for all cells, forked where the cells' import lists part "
     "(`persistbench.experiments.starts`): imports are summed along a cell's path, each part "
-    "timed once in a process that had imported exactly what precedes it",
+    "timed once in a process that had imported exactly what precedes it; the load in a "
+    "worker forked from the cell's own fork",
     ("a new interpreter",), 0)
 # What sharing one interpreter among the cells assumes; the report prints it.
 START_SHARING_ASSUMES = (
     "Server starts share their imports: one new interpreter per start imports what the "
     "cells' import lists have in common (numpy, then scikit-learn, then the format's "
     "library, then the file's own modules) and forks where they part; each fork imports its "
-    "own next part, and each cell's load and first prediction run in a fork of their own, "
-    "as in a prefork server's worker. This assumes that the interpreter's start-up and each "
-    "shared import cost the same for every cell that shares them. A server that loads in "
-    "the interpreter that did the imports pays no copy-on-write faults; here the two "
-    "differed most for sub-millisecond files, and by how loaded the machine was (logreg "
-    "small pickle-p5: 282-323 µs in the fork, 77-355 µs without it, over four checks at "
-    "load 2-10); loads of several milliseconds agreed within this machine's noise.")
+    "own next part, and each cell's load and first prediction are the first acts of a "
+    "worker forked for them, as in a prefork server. This assumes that the interpreter's "
+    "start-up and each shared import cost the same for every cell that shares them. The "
+    "worker's first writes to pages it shares with its parent are copy-on-write faults; a "
+    "server that loads in the interpreter that did the imports pays none of them, and its "
+    "first load of a small file is several times quicker here (logreg small pickle-p5: "
+    "about 0.1 ms against 0.7 ms; skops: about 0.8 against 3 ms); for loads of tens of "
+    "milliseconds the two agree within this machine's noise.")
 FIRST_PREDICT_AFTER_LOAD = Protocol(
     "first-predict-after-load",
     "the first prediction a freshly loaded model makes, where lazy loading (memory maps) "
@@ -115,7 +130,7 @@ COLLECTED_BEFORE_EACH = Protocol(
     ("gc.collect()", "malloc_trim(0) (glibc)"), 1)
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
-    WARM_REPEATED, FIRST_IN_PROCESS, COLD_PAGE_CACHE, FIRST_LOAD_FRESH_PROCESS,
+    WARM_REPEATED, FIRST_IN_WORKER, FIRST_IN_PROCESS, COLD_PAGE_CACHE, FIRST_LOAD_FRESH_PROCESS,
     FIRST_PREDICT_AFTER_LOAD, ISOLATED_PEAK_MEMORY, HOT_LOOP, COLLECTED_BEFORE_EACH)}
 
 # The protocol each measure of the round trip is taken under; a cell records its own in
@@ -123,12 +138,14 @@ PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (
 MEASURE_PROTOCOLS: dict[str, str] = {
     "dump_s": WARM_REPEATED.name,
     "load_s": WARM_REPEATED.name,
-    "dump_first_s": FIRST_IN_PROCESS.name,
-    "load_first_s": FIRST_IN_PROCESS.name,
+    "dump_first_s": FIRST_IN_WORKER.name,
+    "load_first_s": FIRST_IN_WORKER.name,
+    "dump_first_peak_rss_bytes": FIRST_IN_WORKER.name,
+    "load_first_peak_rss_bytes": FIRST_IN_WORKER.name,
     "load_cold_s": COLD_PAGE_CACHE.name,
     "load_cold_first_predict_s": COLD_PAGE_CACHE.name,
     "first_predict_s": FIRST_PREDICT_AFTER_LOAD.name,
-    "first_predict_after_first_load_s": FIRST_IN_PROCESS.name,
+    "first_predict_after_first_load_s": FIRST_IN_WORKER.name,
     "start_import_s": FIRST_LOAD_FRESH_PROCESS.name,
     "start_load_s": FIRST_LOAD_FRESH_PROCESS.name,
     "start_first_predict_s": FIRST_LOAD_FRESH_PROCESS.name,
@@ -140,11 +157,15 @@ MEASURE_PROTOCOLS: dict[str, str] = {
 MEASURE_PROTOCOLS.update({key.removesuffix("_s") + "_cpu_s": MEASURE_PROTOCOLS[key]
                           for key in ("dump_s", "load_s", "load_cold_s", "first_predict_s")})
 # What a cell without `protocols` (an older harness's) was measured under: the same, except
-# that its in-process samples each followed a collection and a trim.
+# that its in-process samples each followed a collection and a trim, and its first runs were
+# the cell's child's own.
+FIRST_KEYS = ("dump_first_s", "load_first_s", "dump_first_peak_rss_bytes",
+              "load_first_peak_rss_bytes", "first_predict_after_first_load_s")
 UNRECORDED_PROTOCOLS: dict[str, str] = {
     **MEASURE_PROTOCOLS,
     **{k: COLLECTED_BEFORE_EACH.name for k in ("dump_s", "load_s", "load_cold_s",
                                                "first_predict_s")},
+    **{k: FIRST_IN_PROCESS.name for k in FIRST_KEYS},
 }
 
 

@@ -31,6 +31,8 @@ from persistbench.experiments.quantities import (
     cold_load_quantity,
     load_quantity,
 )
+from persistbench.experiments.roundtrip import DEFAULT_BUDGET_S
+from persistbench.measure.sampling import Series
 from persistbench.schedule.profiles import PROFILES, from_env
 from persistbench.sources.formats import FORMATS, Unsupported, describe_exception
 from persistbench.sources.models import MODELS, cache_path, load_cached
@@ -64,6 +66,9 @@ class Grid:
     sizes: list[str]
     formats: list[str]
     repeat: int
+    precision: float | None = None  # sample to this 95 % interval, as `run` does
+    budget_s: float = DEFAULT_BUDGET_S  # per quantity: stop there, precise or not
+
 
     def cells(self) -> list[tuple[str, str, str]]:
         return [(m, s, f) for m in self.models for s in self.sizes for f in self.formats]
@@ -74,7 +79,9 @@ def grid(profile: str | None = None) -> Grid:
     name = profile or from_env()
     prof = PROFILES[name]
     return Grid(profile=name, models=list(MODELS), sizes=list(prof["sizes"]),
-                formats=list(FORMATS), repeat=int(prof["repeat"]))
+                formats=list(FORMATS), repeat=int(prof["repeat"]),
+                precision=prof.get("precision"),
+                budget_s=float(prof.get("budget_s", DEFAULT_BUDGET_S)))
 
 
 def definitions_version(grid: Grid, suite_source: str) -> str:
@@ -156,8 +163,6 @@ def dumped(model: str, size: str, fmt: str) -> tuple[Path, dict]:
 
 
 QUANTITIES = ("dump_s", "load_s", "load_cold_s")
-QUANTITY_BUDGET_S = 30.0
-
 
 def quantity(key: str, model: str, size: str, fmt: str) -> Quantity:
     """A cell's timed quantity bound to its protocol: what `persistbench run` times under
@@ -174,16 +179,15 @@ def quantity(key: str, model: str, size: str, fmt: str) -> Quantity:
     raise KeyError(f"{key!r} is not one of {QUANTITIES}")
 
 
-def measured(key: str, model: str, size: str, fmt: str, repeat: int) -> float:
-    """The median of `repeat` samples of a quantity under its protocol, as the harness
-    takes them (the warm-up kept apart)."""
-    import statistics
-
+def sampled(key: str, model: str, size: str, fmt: str, grid: Grid) -> Series:
+    """A quantity's samples under its protocol, as `persistbench run` takes them with the
+    profile's options: `grid.repeat` samples, or with a precision until the median's 95 %
+    interval is that tight, within `grid.budget_s` (the warm-ups kept apart)."""
     try:
-        series = quantity(key, model, size, fmt).sample(repeat, QUANTITY_BUDGET_S)
+        return quantity(key, model, size, fmt).sample(grid.repeat, grid.budget_s,
+                                                      grid.precision)
     except NotCold as exc:
         raise NotMeasurable("unsupported", str(exc)) from exc
-    return statistics.median(series.samples)
 
 
 _fresh = itertools.count()
