@@ -44,6 +44,9 @@ DEFAULT_BUDGET_S = 30.0
 EXPECTED = "expected.pkl"  # X_eval and the original's outputs, for the load step
 START_ROW = "start_row"  # the one row a freshly started server predicts
 SPLIT_STEPS = ("dump_step", "load_step")  # their samples are spread over the cell's workers
+# Sampled phases (dump, warm load, first predict, cold load): a run's shared sampling
+# budget gives each an even part of the cell's share (`schedule.budget`).
+TIMED_PHASES = 4
 
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
