@@ -27,7 +27,12 @@ from persistbench.results.passes import add_pass, passes_done, pool_workers
 from persistbench.results.schema import ResultsFile, now, record_failure
 from persistbench.schedule.batches import StartBatch
 from persistbench.schedule.budget import SamplingBudget
-from persistbench.schedule.children import context, fresh_forkserver, run_child
+from persistbench.schedule.children import (
+    context,
+    forkserver_ready,
+    fresh_forkserver,
+    run_child,
+)
 
 TRAIN_TIMEOUT_S = 3600.0
 PENDING_STARTS = "not measured: the run ended before this cell's batch of server starts"
@@ -170,7 +175,7 @@ def sweep_abandoned_scratch(base: Path) -> None:
 
 
 def _open_results(options: RunOptions) -> ResultsFile:
-    from persistbench.measure.machine import describe
+    from persistbench.measure.machine import calibrate, fingerprint
 
     run_info = {"started": now(), "finished": None, "argv": options.argv,
                 "harness_version": __version__, "profile": options.profile,
@@ -180,7 +185,12 @@ def _open_results(options: RunOptions) -> ResultsFile:
                 "methods": methods(active(), allocator()["name"])}
     if options.resume and options.output.exists():
         return ResultsFile.resume(options.output, run_info)
-    machine = describe(options.output.parent, calibration=options.calibrate)
+    # The forkserver's imports (seconds) run while the fingerprint asks py-cpuinfo's child
+    # (about a second); neither is timed. The calibration is, so it waits for the imports.
+    machine = fingerprint(options.output.parent)
+    forkserver_ready()
+    machine["calibration"] = (calibrate(options.output.parent) if options.calibrate
+                              else None)
     return ResultsFile.create(options.output, machine, run_info)
 
 
