@@ -39,3 +39,9 @@ def test_what_runs_between_samples_counts_against_the_budget():
     assert 3 <= len(series.samples) <= 10  # the empty runs alone would take 1000 samples
     assert "time budget was spent" in series.short_reason
     assert sampling.spent_in_process() - before >= 0.05
+
+
+def test_peak_samples_stop_at_their_budget_after_one():
+    slow = sampling.peak_samples(lambda: time.sleep(0.02), 3, budget_s=0.01)
+    assert len(slow) == 1
+    assert len(sampling.peak_samples(lambda: None, 3, budget_s=0.01)) == 3

@@ -144,7 +144,8 @@ def dump_step(ctx: StepContext) -> dict:
     first, _ = first_run("dump", dumps.dump)
     series = quantity.sample(repeat, budget, precision, warmed_up=1)
     floor_samples = floor(WARM_REPEATED)
-    memory = peak_samples(dumps.dump, MEMORY_SAMPLES, between=dumps.next_file)
+    memory = peak_samples(dumps.dump, MEMORY_SAMPLES, between=dumps.next_file,
+                          budget_s=budget)
     os.replace(dumps.path, target)
     labels, proba = predict(FORMATS["pickle"], est, X_eval)
     expected = {"X": X_eval, "labels": labels} | ({"proba": proba} if proba is not None else {})
@@ -254,7 +255,7 @@ def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
                       precision=precision)
     predict_floor = floor(FIRST_PREDICT_AFTER_LOAD)
     return {**first, **timing("load", loads, floor_samples, 1),
-            **peaks("load", peak_samples(load, MEMORY_SAMPLES)),
+            **peaks("load", peak_samples(load, MEMORY_SAMPLES, budget_s=budget_s)),
             "first_predict_after_first_load_s": after_first,
             **timing("first_predict", predicts, predict_floor, 1),
             "first_predict_rss_bytes": int(np.median(rss)),

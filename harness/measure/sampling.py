@@ -134,14 +134,20 @@ def floor(protocol: Protocol, between: Callable[[], Any] | None = None,
 
 
 def peak_samples(run: Callable[[], Any], n: int,
-                 between: Callable[[], Any] | None = None) -> list[Phase]:
-    """`isolated-peak-memory`: collect, trim, reset the high-water mark, run; n times.
+                 between: Callable[[], Any] | None = None,
+                 budget_s: float = float("inf")) -> list[Phase]:
+    """`isolated-peak-memory`: collect, trim, reset the high-water mark, run; n times, or
+    fewer (at least one) once `budget_s` is spent: a peak moves little between runs, and a
+    medium model's lzma dump takes tens of seconds each on a loaded machine here.
 
     These runs' times are not kept as timings: the housekeeping before them is not part of
     any situation a timing stands for.
     """
-    phases = []
+    phases: list[Phase] = []
+    began = time.perf_counter()
     for _ in range(n):
+        if phases and time.perf_counter() - began > budget_s:
+            break
         if between is not None:
             between()
         gc.collect()
