@@ -44,4 +44,4 @@ def test_what_runs_between_samples_counts_against_the_budget():
 def test_peak_samples_stop_at_their_budget_after_one():
     slow = sampling.peak_samples(lambda: time.sleep(0.02), 3, budget_s=0.01)
     assert len(slow) == 1
-    assert len(sampling.peak_samples(lambda: None, 3, budget_s=0.01)) == 3
+    assert len(sampling.peak_samples(lambda: None, 3, budget_s=60.0)) == 3
