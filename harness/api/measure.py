@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from persistbench.api.results import Results
-from persistbench.schedule.planning import default_output, names, plan_cells, writable_file
+from persistbench.schedule.planning import (
+    default_output,
+    names,
+    plan_cells,
+    run_sampling_s,
+    writable_file,
+)
 from persistbench.sources.models import UsageError
 
 
@@ -167,5 +173,6 @@ def run(models: str | Sequence[str] | None = None, formats: str | Sequence[str] 
                        model=model, model_file=Path(model_file) if model_file else None,
                        data=Path(data) if data else None, trust=tuple(trust))
     options = RunOptions(output=path, timeout_s=timeout, profile=profile, seed=seed,
-                         argv=["persistbench.run()"], calibrate=calibrate, runs=runs)
+                         argv=["persistbench.run()"], calibrate=calibrate, runs=runs,
+                         sampling_s=run_sampling_s(profile, repeat))
     return _measure(path, lambda: run_cells(cells, options))

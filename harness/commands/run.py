@@ -16,7 +16,12 @@ from persistbench.commands.options import (
     refuse_overwrite,
     trusted,
 )
-from persistbench.schedule.planning import default_output, plan_cells, writable_file
+from persistbench.schedule.planning import (
+    default_output,
+    plan_cells,
+    run_sampling_s,
+    writable_file,
+)
 from persistbench.schedule.profiles import PROFILES
 
 
@@ -83,5 +88,7 @@ def execute(args) -> int:
     writable_file(output, "--output")
     options = RunOptions(output=output, resume=args.resume, timeout_s=args.timeout,
                          profile=args.profile, seed=args.seed, argv=sys.argv,
-                         calibrate=not args.no_calibrate, runs=args.runs)
+                         calibrate=not args.no_calibrate, runs=args.runs,
+                         sampling_s=run_sampling_s(args.profile, args.repeat, args.precision,
+                                                   args.budget))
     return measure_then_report(output, lambda: print_summary(run(cells, options).data), args.only)

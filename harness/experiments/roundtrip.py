@@ -51,6 +51,9 @@ DEFAULT_BUDGET_S = 30.0
 EXPECTED = "expected.pkl"  # X_eval and the original's outputs, for the load step
 START_ROW = "start_row"  # the one row a freshly started server predicts
 SPLIT_STEPS = ("dump_step", "load_step")  # their samples are spread over the cell's workers
+# Sampled phases (dump, warm load, first predict, cold load): a run's shared sampling
+# budget gives each an even part of the cell's share (`schedule.budget`).
+TIMED_PHASES = 4
 
 
 def plan(models: list[str], sizes: list[str], formats: list[str], options: dict) -> list[Cell]:
@@ -150,7 +153,8 @@ def dump_step(ctx: StepContext) -> dict:
     first = first_run("dump", first_in_fork(dumps.dump)[0])
     series = quantity.sample(repeat, budget, precision)  # its first `between` drops that file
     floor_samples = floor(WARM_REPEATED)
-    memory = peak_samples(dumps.dump, MEMORY_SAMPLES, between=dumps.next_file)
+    memory = peak_samples(dumps.dump, MEMORY_SAMPLES, between=dumps.next_file,
+                          budget_s=budget)
     os.replace(dumps.path, target)
     labels, proba = predict(FORMATS["pickle"], est, X_eval)
     expected = {"X": X_eval, "labels": labels} | ({"proba": proba} if proba is not None else {})
@@ -257,7 +261,7 @@ def warm_loads(fmt: Format, path: Path, prepared: dict, X_row, repeat: int,
                       between=load_untimed, after=after_predict, precision=precision)
     predict_floor = floor(FIRST_PREDICT_AFTER_LOAD)
     return {**first_run("load", phase), **timing("load", loads, floor_samples),
-            **peaks("load", peak_samples(load, MEMORY_SAMPLES)),
+            **peaks("load", peak_samples(load, MEMORY_SAMPLES, budget_s=budget_s)),
             "first_predict_after_first_load_s": after_first,
             **timing("first_predict", predicts, predict_floor),
             "first_predict_rss_bytes": int(np.median(rss)),

@@ -36,6 +36,14 @@ from persistbench.results.protocols import Protocol
 FLOOR_SAMPLES = 25
 MAX_WARMUPS = 10_000  # a warm-up by time stops here whatever the run costs
 MAX_SAMPLES = 400  # with --precision: a sub-microsecond phase would otherwise run for its budget
+# Wall seconds every `sample` call of this process spent (warm-ups, samples and what ran
+# between them): a child reports it, so a run's shared time budget (`schedule.budget`)
+# knows what each cell used and gives the rest to the cells still to come.
+_spent_in_process = [0.0]
+
+
+def spent_in_process() -> float:
+    return _spent_in_process[0]
 
 
 @dataclass
@@ -81,7 +89,10 @@ def sample(protocol: Protocol, run: Callable[[], Any], repeat: int, budget_s: fl
     sample.
 
     `between()` is what the protocol runs before each run (eviction, an untimed load); it
-    is the caller's because it needs the cell's file, but the protocol names it. `after(v)`
+    is the caller's because it needs the cell's file, but the protocol names it. The budget
+    counts its time and `after`'s too (outside the timings): a cold load's eviction or a
+    first prediction's untimed load can cost more than the timed run, and the budget is
+    what the user waits for. `after(v)`
     sees each run's value while it is alive (outside the timing); the value is then dropped,
     which is all a warm-repeated process does between two loads.
 
@@ -96,16 +107,21 @@ def sample(protocol: Protocol, run: Callable[[], Any], repeat: int, budget_s: fl
     series = Series(protocol.name)
     spent = 0.0
     cpu = [0.0]  # the last run's CPU time
+    began = time.perf_counter()
 
     def one() -> float:
         nonlocal spent
         if between is not None:
+            started = time.perf_counter()
             between()
-        began = time.thread_time()
+            spent += time.perf_counter() - started
+        cpu_began = time.thread_time()
         seconds, value = timed(run)
-        cpu[0] = time.thread_time() - began
+        cpu[0] = time.thread_time() - cpu_began
         if after is not None:
+            started = time.perf_counter()
             after(value)
+            spent += time.perf_counter() - started
         spent += seconds
         return seconds  # the value dies here
 
@@ -123,8 +139,9 @@ def sample(protocol: Protocol, run: Callable[[], Any], repeat: int, budget_s: fl
         goal = (f"{repeat} samples" if precision is None else
                 f"a 95 % interval within ±{precision:.0%}")
         series.short_reason = (f"{len(series.samples)} samples short of {goal}: the "
-                               f"{budget_s:g} s time budget was spent (one run took "
+                               f"{budget_s:.3g} s time budget was spent (one run took "
                                f"{max(series.samples):.3g} s)")
+    _spent_in_process[0] += time.perf_counter() - began
     return series
 
 
@@ -142,14 +159,20 @@ def floor(protocol: Protocol, between: Callable[[], Any] | None = None,
 
 
 def peak_samples(run: Callable[[], Any], n: int,
-                 between: Callable[[], Any] | None = None) -> list[Phase]:
-    """`isolated-peak-memory`: collect, trim, reset the high-water mark, run; n times.
+                 between: Callable[[], Any] | None = None,
+                 budget_s: float = float("inf")) -> list[Phase]:
+    """`isolated-peak-memory`: collect, trim, reset the high-water mark, run; n times, or
+    fewer (at least one) once `budget_s` is spent: a peak moves little between runs, and a
+    medium model's lzma dump takes tens of seconds each on a loaded machine here.
 
     These runs' times are not kept as timings: the housekeeping before them is not part of
     any situation a timing stands for.
     """
-    phases = []
+    phases: list[Phase] = []
+    began = time.perf_counter()
     for _ in range(n):
+        if phases and time.perf_counter() - began > budget_s:
+            break
         if between is not None:
             between()
         gc.collect()

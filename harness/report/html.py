@@ -12,8 +12,9 @@ import shlex
 from datetime import datetime
 from pathlib import Path
 
-from persistbench.report.blocks import Table
+from persistbench.report.blocks import Figure, Table
 from persistbench.report.data import MachineResults, load
+from persistbench.report.drawing import draw_all
 from persistbench.report.guide import guide
 from persistbench.report.machines import write_cross_machine
 from persistbench.report.pages import environment
@@ -115,10 +116,13 @@ def render_report(mr: MachineResults, profiles: dict | None = None) -> str:
                               "reason"],
                          [[c["experiment"], c["model"], c["size"], c["format"],
                            c.get("variant", ""), c["status"], c["reason"]] for c in failed])
+    drawn = sections(mr.experiments(), mr.machine)
+    draw_all([block for section in drawn for block in section.blocks
+              if isinstance(block, Figure)])
     return environment().get_template("report.html.j2").render(
         m=mr, headline=headline(mr.machine), failed=failed, failed_table=failed_table,
         verdict=verdict(mr.cells), needs=NEEDS, factor=Num(FACTOR, "x"),
-        guide=by_model(guide(mr)), sections=sections(mr.experiments(), mr.machine),
+        guide=by_model(guide(mr)), sections=drawn,
         profiles=profile_table(profiles or {}), **machine_card(mr))
 
 

@@ -84,6 +84,16 @@ def plan_cells(*, profile: str = "quick", models=None, formats=None, sizes=None,
     return cells
 
 
+def run_sampling_s(profile: str, repeat: int | None = None, precision: float | None = None,
+                   budget_s: float | None = None) -> float | None:
+    """The profile's time budget for the whole run's samples, shared by its cells
+    (`schedule.budget`); None when the options ask for a count, a precision or a budget of
+    their own, which then hold per phase and cell."""
+    if repeat is not None or precision is not None or budget_s is not None:
+        return None
+    return PROFILES[profile].get("sampling_s")
+
+
 def default_output() -> Path:
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     return Path("results") / f"run-{stamp}.json"

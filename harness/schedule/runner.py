@@ -13,7 +13,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,13 @@ from persistbench.measure.phases import PEAK_METHOD, allocator
 from persistbench.results.passes import add_pass, passes_done, pool_workers
 from persistbench.results.schema import ResultsFile, now, record_failure
 from persistbench.schedule.batches import StartBatch
-from persistbench.schedule.children import context, fresh_forkserver, run_child
+from persistbench.schedule.budget import SamplingBudget
+from persistbench.schedule.children import (
+    context,
+    forkserver_ready,
+    fresh_forkserver,
+    run_child,
+)
 
 TRAIN_TIMEOUT_S = 3600.0
 PENDING_STARTS = "not measured: the run ended before this cell's batch of server starts"
@@ -43,6 +49,7 @@ class RunOptions:
     calibrate: bool = True
     workdir: Path | None = None
     runs: int = 1  # independent passes over every cell, interleaved
+    sampling_s: float | None = None  # seconds of samples the whole run shares (`budget`)
 
 
 def _train(cell: Cell, scratch: Path, timeout_s: float) -> dict:
@@ -62,6 +69,18 @@ def train_model(model: str, size: str, seed: int, scratch: Path,
 def _training_failed(cell: Cell, trained: dict) -> dict:
     return {**cell.header(), "status": "error",
             "reason": f"training failed: {trained.get('reason')}"}
+
+
+def with_budget(cell: Cell, budget: SamplingBudget | None) -> Cell:
+    """The cell with its share of the run's sampling budget, per timed phase (`budget_s`)."""
+    phases = getattr(experiment(cell.experiment), "TIMED_PHASES", 0)
+    if budget is None or not phases:
+        return cell
+    return replace(cell, options={**cell.options, "budget_s": budget.share() / phases})
+
+
+def sampling_used(record: dict) -> float:
+    return sum(step.get("sampling_s", 0.0) for step in record.get("overhead", []))
 
 
 def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
@@ -91,6 +110,7 @@ def run_cell(cell: Cell, workdir: Path, timeout_s: float) -> dict:
                     "spawn_s": outcome["entered_monotonic"] - step_started,
                     "to_first_measurement_s": (outcome["first_measurement_monotonic"] or
                                                outcome["entered_monotonic"]) - step_started,
+                    "sampling_s": outcome.get("sampling_s", 0.0),
                 })
             warnings_seen += outcome.get("warnings", [])
             if outcome["status"] != "ok":
@@ -155,7 +175,7 @@ def sweep_abandoned_scratch(base: Path) -> None:
 
 
 def _open_results(options: RunOptions) -> ResultsFile:
-    from persistbench.measure.machine import describe
+    from persistbench.measure.machine import calibrate, fingerprint
 
     run_info = {"started": now(), "finished": None, "argv": options.argv,
                 "harness_version": __version__, "profile": options.profile,
@@ -165,7 +185,12 @@ def _open_results(options: RunOptions) -> ResultsFile:
                 "methods": methods(active(), allocator()["name"])}
     if options.resume and options.output.exists():
         return ResultsFile.resume(options.output, run_info)
-    machine = describe(options.output.parent, calibration=options.calibrate)
+    # The forkserver's imports (seconds) run while the fingerprint asks py-cpuinfo's child
+    # (about a second); neither is timed. The calibration is, so it waits for the imports.
+    machine = fingerprint(options.output.parent)
+    forkserver_ready()
+    machine["calibration"] = (calibrate(options.output.parent) if options.calibrate
+                              else None)
     return ResultsFile.create(options.output, machine, run_info)
 
 
@@ -221,6 +246,7 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
     scratch = make_scratch(base)
     trained: dict[tuple[str, str], dict] = {}
     batch = StartBatch(scratch / "batch")
+    budget = SamplingBudget(options.sampling_s, len(todo)) if options.sampling_s else None
 
     def run_batch(progress, task) -> None:
         if batch.waiting:
@@ -248,13 +274,16 @@ def run(cells: list[Cell], options: RunOptions) -> ResultsFile:
                     workdir = scratch / "cell"
                     workdir.mkdir()
                     try:
-                        record = run_cell(cell, workdir, options.timeout_s)
+                        record = run_cell(with_budget(cell, budget), workdir,
+                                          options.timeout_s)
                         waiting = batch.add(cell, record, workdir,
                                             results.record(cell.cell_id))
                     finally:
                         shutil.rmtree(workdir, ignore_errors=True)
                     if waiting:
                         record = dict(record, start_reason=PENDING_STARTS)
+                if budget is not None:
+                    budget.spend(sampling_used(record))
                 if options.runs > 1:
                     record = add_pass(results.record(cell.cell_id), record)
                 results.put(record)

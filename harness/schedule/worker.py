@@ -15,6 +15,7 @@ from pathlib import Path
 
 from persistbench.experiments import Cell, StepContext, experiment
 from persistbench.measure.phases import cap_address_space
+from persistbench.measure.sampling import spent_in_process
 from persistbench.results.schema import write_atomic
 from persistbench.schedule.children import run_child
 from persistbench.schedule.confine import LOAD, PROGRAMS, Limits, confine, writable_paths
@@ -93,6 +94,7 @@ def run_step(cell: Cell, step_index: int, workdir: str, previous: dict, cell_sta
         outcome = _failure("error", exc)
     outcome["entered_monotonic"] = entered
     outcome["first_measurement_monotonic"] = ctx.first_measurement
+    outcome["sampling_s"] = spent_in_process()
     write_atomic(Path(result_path), outcome)
 
 
