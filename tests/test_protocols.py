@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gc
 import mmap
+import multiprocessing
 import os
+import signal
 import time
 
 import pytest
@@ -94,8 +96,17 @@ def test_first_in_worker_takes_the_worker_s_peak_and_says_how_it_failed():
 
     with pytest.raises(ValueError, match="no such file"):  # raised as itself
         first_in_fork(fails)
-    with pytest.raises(RuntimeError, match="died of signal 9"):
-        first_in_fork(lambda: os.kill(os.getpid(), 9))
+
+
+@pytest.mark.parametrize("ending, exitcode", [(lambda: os.abort(), -signal.SIGABRT),
+                                              (lambda: os._exit(3), 3)])
+def test_a_worker_that_dies_ends_its_cell_the_same_way(ending, exitcode):
+    # The cell's process (here a forked one) dies as the worker did, so the runner records
+    # the cell as crashed with that signal or status.
+    cell = multiprocessing.get_context("fork").Process(target=first_in_fork, args=(ending,))
+    cell.start()
+    cell.join(30)
+    assert cell.exitcode == exitcode
 
 
 def _collections(fn) -> int:

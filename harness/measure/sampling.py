@@ -15,6 +15,7 @@ import gc
 import json
 import os
 import pickle
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -203,6 +204,18 @@ def _first_phase(run: Callable[[], Any]) -> Phase:
                  value=value)
 
 
+def _end_as(status: int) -> None:
+    """End this process as the worker ended: a run that aborts or is killed would have
+    done so in this process too, had it run here, and the cell is then recorded as
+    crashed with that signal or status, not as an error of the harness."""
+    if os.WIFSIGNALED(status):
+        signo = os.WTERMSIG(status)
+        signal.signal(signo, signal.SIG_DFL)
+        os.kill(os.getpid(), signo)
+        os._exit(128 + signo)  # a signal this process survives even at its default action
+    os._exit(os.WEXITSTATUS(status) or 1)
+
+
 def first_in_fork(run: Callable[[], Any],
                   then: Callable[[Any], Any] | None = None) -> tuple[Phase, float | None]:
     """`first-in-worker`: `run()` as the first act of a worker just forked from this
@@ -217,6 +230,9 @@ def first_in_fork(run: Callable[[], Any],
     a collection in the worker never walks, and copies, the pages of its parent's objects.
     The first run in this process instead would find pages that earlier work here already
     copied: 264-313 µs against 686-700 µs for the first loads of small files here.
+
+    The worker's exception is raised here as itself (a format that refuses the model stays
+    `unsupported`); a worker that dies ends this process the same way (`_end_as`).
 
     Where forking is unsafe (macOS: the cell's child is a new interpreter, spawned), the run
     is this process's own first one.
@@ -251,9 +267,7 @@ def first_in_fork(run: Callable[[], Any],
         text = fh.read()
     _, status = os.waitpid(pid, 0)
     if not text:
-        why = (f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status)
-               else f"status {os.WEXITSTATUS(status)}")
-        raise RuntimeError(f"the worker (first-in-worker) died of {why} before it reported")
+        _end_as(status)
     if text[:1] == b"E":  # the worker's exception (e.g. the format refused the model)
         raise pickle.loads(text[1:])
     got = json.loads(text[1:])
